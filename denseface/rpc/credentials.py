@@ -1,0 +1,252 @@
+"""API keys (SecretId/SecretKey pairs), where they come from, and per-key rate limits.
+
+Keys come from a TOML file and/or the environment::
+
+    [[keys]]
+    secret_id = "AKID…"
+    secret_key = "…"
+    qps = 20          # optional; omitted = unlimited
+    enabled = true    # optional; default true
+
+    DENSEFACE_SECRET_ID / DENSEFACE_SECRET_KEY   (one more enabled key, unlimited)
+
+On first start :func:`ensure_local_credential` writes a random key to ``<config_dir>/credentials.toml``
+(mode 0600) so a fresh install is usable without choosing a key. Secret keys never appear in ``repr``,
+error messages or logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+import string
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from denseface.rpc.protocol import ApiError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+logger = logging.getLogger(__name__)
+
+# Names of environment variables, not secrets.
+ENV_SECRET_ID = "DENSEFACE_SECRET_ID"  # noqa: S105
+ENV_SECRET_KEY = "DENSEFACE_SECRET_KEY"  # noqa: S105
+LOCAL_CREDENTIALS_FILE = "credentials.toml"
+SECRET_ID_PREFIX = "AKID"  # noqa: S105 - a public prefix, not a secret
+_ALNUM = string.ascii_letters + string.digits
+_KEY_FIELDS = frozenset({"secret_id", "secret_key", "qps", "enabled"})
+
+
+class CredentialConfigError(ValueError):
+    """A credentials file or the environment holds an invalid key definition."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One API key. ``qps`` is the sustained request rate allowed (``None`` = unlimited)."""
+
+    secret_id: str
+    secret_key: str = field(repr=False)
+    qps: float | None = None
+    enabled: bool = True
+
+    def __repr__(self) -> str:
+        return (
+            f"Credential(secret_id={self.secret_id!r}, secret_key='***', qps={self.qps!r}, "
+            f"enabled={self.enabled!r})"
+        )
+
+
+class CredentialStore:
+    """SecretId → :class:`Credential`. Read-only after construction."""
+
+    def __init__(self, credentials: Iterable[Credential] = ()) -> None:
+        self._by_id: dict[str, Credential] = {}
+        for credential in credentials:
+            if credential.secret_id in self._by_id:
+                raise CredentialConfigError(f"SecretId {credential.secret_id!r} is defined twice")
+            self._by_id[credential.secret_id] = credential
+
+    def get(self, secret_id: str) -> Credential | None:
+        """The key with this SecretId (enabled or not), or ``None``."""
+        return self._by_id.get(secret_id)
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Credential]:
+        return iter(self._by_id.values())
+
+    def __contains__(self, secret_id: object) -> bool:
+        return secret_id in self._by_id
+
+    def __repr__(self) -> str:
+        return f"CredentialStore(secret_ids={sorted(self._by_id)!r})"
+
+    @classmethod
+    def from_toml(cls, path: Path) -> CredentialStore:
+        """Load the ``[[keys]]`` tables of a TOML file."""
+        return cls(_read_toml(path))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CredentialStore:
+        """The key in ``DENSEFACE_SECRET_ID``/``DENSEFACE_SECRET_KEY``, if both are set."""
+        return cls(_read_env(os.environ if environ is None else environ))
+
+    @classmethod
+    def load(cls, path: Path | None = None, environ: Mapping[str, str] | None = None) -> CredentialStore:
+        """Keys from ``path`` (if given) plus the environment key (if set)."""
+        found = _read_toml(path) if path is not None else []
+        found.extend(_read_env(os.environ if environ is None else environ))
+        return cls(found)
+
+
+def _check_secret(value: object, what: str, where: str) -> str:
+    if not isinstance(value, str) or not value or not value.isascii() or not value.isprintable():
+        raise CredentialConfigError(f"{where}: {what} must be a non-empty printable ASCII string")
+    if any(ch.isspace() for ch in value):
+        raise CredentialConfigError(f"{where}: {what} must not contain whitespace")
+    return value
+
+
+def _credential_from_table(table: object, where: str) -> Credential:
+    if not isinstance(table, dict):
+        raise CredentialConfigError(f"{where}: each [[keys]] entry must be a table")
+    unknown = sorted(set(table) - _KEY_FIELDS)
+    if unknown:
+        raise CredentialConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    secret_id = _check_secret(table.get("secret_id"), "secret_id", where)
+    secret_key = _check_secret(table.get("secret_key"), "secret_key", f"{where} ({secret_id})")
+    qps: Any = table.get("qps")
+    if qps is not None and (isinstance(qps, bool) or not isinstance(qps, (int, float)) or not qps > 0):
+        raise CredentialConfigError(f"{where} ({secret_id}): qps must be a positive number")
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise CredentialConfigError(f"{where} ({secret_id}): enabled must be true or false")
+    return Credential(secret_id, secret_key, None if qps is None else float(qps), enabled)
+
+
+def _read_toml(path: Path) -> list[Credential]:
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise CredentialConfigError(f"cannot read credentials file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise CredentialConfigError(f"{path} is not valid TOML: {exc}") from exc
+    keys = document.get("keys", [])
+    if not isinstance(keys, list):
+        raise CredentialConfigError(f"{path}: 'keys' must be an array of tables ([[keys]])")
+    return [_credential_from_table(table, f"{path} [[keys]] #{i + 1}") for i, table in enumerate(keys)]
+
+
+def _read_env(environ: Mapping[str, str]) -> list[Credential]:
+    secret_id = environ.get(ENV_SECRET_ID, "")
+    secret_key = environ.get(ENV_SECRET_KEY, "")
+    if not secret_id and not secret_key:
+        return []
+    if not secret_id or not secret_key:
+        raise CredentialConfigError(f"set both {ENV_SECRET_ID} and {ENV_SECRET_KEY}, or neither")
+    where = "environment"
+    return [
+        Credential(
+            _check_secret(secret_id, ENV_SECRET_ID, where), _check_secret(secret_key, ENV_SECRET_KEY, where)
+        )
+    ]
+
+
+def generate_credential() -> Credential:
+    """A fresh random key: SecretId ``AKID`` + 32 letters/digits, a 40-character SecretKey."""
+    secret_id = SECRET_ID_PREFIX + "".join(secrets.choice(_ALNUM) for _ in range(32))
+    secret_key = "".join(secrets.choice(_ALNUM) for _ in range(40))
+    return Credential(secret_id, secret_key)
+
+
+def ensure_local_credential(config_dir: Path) -> Credential:
+    """The local key in ``<config_dir>/credentials.toml``, created (mode 0600) if the file does not exist.
+
+    An existing file is loaded as is and its first enabled key returned; a file with no enabled key is an
+    error. Creation is atomic (``O_EXCL``), so two processes starting together end up with the same key.
+    """
+    path = config_dir / LOCAL_CREDENTIALS_FILE
+    config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    credential = generate_credential()
+    text = (
+        "# denseface API key, created on first start. Keep this file private.\n"
+        "[[keys]]\n"
+        f'secret_id = "{credential.secret_id}"\n'
+        f'secret_key = "{credential.secret_key}"\n'
+        "enabled = true\n"
+    )
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _existing_local_credential(path)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    logger.info("created a local API key %s in %s", credential.secret_id, path)
+    return credential
+
+
+def _existing_local_credential(path: Path) -> Credential:
+    if os.name == "posix" and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning("%s is readable by other users; run: chmod 600 %s", path, path)
+    for credential in _read_toml(path):
+        if credential.enabled:
+            return credential
+    raise CredentialConfigError(f"{path} has no enabled key; add one or delete the file to create a new one")
+
+
+class RateLimiter:
+    """Token bucket per SecretId: ``qps`` tokens a second, bursts up to ``max(1, qps)`` requests.
+
+    Thread-safe (one lock, no awaits inside), so it also serves asyncio code. ``clock`` is a monotonic
+    clock in seconds; tests inject their own.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # secret_id -> (tokens, last refill time)
+
+    def try_acquire(self, secret_id: str, qps: float | None) -> bool:
+        """Take one token; ``False`` if the key is over its rate. ``qps=None`` is unlimited."""
+        if qps is None:
+            return True
+        capacity = max(1.0, qps)
+        with self._lock:
+            now = self._clock()
+            tokens, last = self._buckets.get(secret_id, (capacity, now))
+            tokens = min(capacity, tokens + max(0.0, now - last) * qps)
+            allowed = tokens >= 1.0
+            self._buckets[secret_id] = (tokens - 1.0 if allowed else tokens, now)
+            return allowed
+
+    def acquire(self, secret_id: str, qps: float | None) -> None:
+        """Take one token or raise ``ApiError("RequestLimitExceeded")``."""
+        if not self.try_acquire(secret_id, qps):
+            raise ApiError("RequestLimitExceeded")
+
+
+__all__ = [
+    "ENV_SECRET_ID",
+    "ENV_SECRET_KEY",
+    "LOCAL_CREDENTIALS_FILE",
+    "Credential",
+    "CredentialConfigError",
+    "CredentialStore",
+    "RateLimiter",
+    "ensure_local_credential",
+    "generate_credential",
+]

@@ -1,0 +1,481 @@
+"""The Tencent Cloud API 3.0 request protocol, transport-neutral: raw request in, :class:`ApiCall` or
+:class:`ApiError` out. No HTTP framework and no model code here.
+
+Request forms (see ``docs/tencent-protocol.md``): TC3-HMAC-SHA256 over POST JSON or GET query, and v1
+(HmacSHA1/HmacSHA256 with a ``Signature`` parameter) over GET query or POST form. A request with an
+``Authorization`` header is TC3; without one, a GET or a form POST is v1 and anything else is TC3 with a
+missing header (``AuthFailure.InvalidAuthorization``).
+
+Checks run in this order, first failure wins. Authentication comes before action/version/parameter
+checks, so an unauthenticated caller learns nothing about what the server supports:
+
+=====  ===========================================================  =================================
+ step  check                                                        code
+=====  ===========================================================  =================================
+ 1     method is GET or POST                                        UnsupportedProtocol
+ 2     query ≤ 32 KB; body ≤ 10 MB (TC3) or 1 MB (v1 POST)           RequestSizeLimitExceeded
+ 3     TC3: Authorization present and well-formed, signed           AuthFailure.InvalidAuthorization
+       headers present
+       v1: form/query decodes (UTF-8, no repeated names)            InvalidParameter
+       v1: Action, Timestamp, Nonce, SecretId, Signature, Version   MissingParameter (names the first)
+ 4     timestamp present / an integer (TC3: X-TC-Timestamp;         MissingParameter / InvalidParameter
+       v1: Timestamp and Nonce integers)
+ 5     |now − timestamp| ≤ 300 s                                    AuthFailure.SignatureExpire
+ 6     TC3: credential date = UTC date of timestamp and service    AuthFailure.SignatureFailure
+       is ``iai``; v1: SignatureMethod HmacSHA1/HmacSHA256         InvalidParameterValue
+ 7     SecretId known and enabled                                   AuthFailure.SecretIdNotFound
+ 8     signature matches (constant-time)                            AuthFailure.SignatureFailure
+ 9     per-key rate (optional limiter)                              RequestLimitExceeded
+ 10    action present and known                                     MissingParameter / InvalidAction
+ 11    version present and 2018-03-01 or 2020-03-03                 MissingParameter / NoSuchVersion
+ 12    2020-03-03 has a region                                      MissingParameter
+ 13    language empty, zh-CN or en-US (case-insensitive)            InvalidParameterValue
+ 14    TC3 POST: Content-Type application/json; body UTF-8 JSON     InvalidParameter
+       object (empty body = ``{}``); GET query decodes
+=====  ===========================================================  =================================
+
+TC3 canonical headers: the signature v3 document lowercases header values, the official Python SDK does
+not; a signature matching either form is accepted. ``X-TC-Token`` is accepted and passed through
+unchecked (there are no temporary credentials here). Region is not validated beyond being present for
+2020-03-03; for 2018-03-01 it is ignored (but reported). Messages are localized from
+``denseface/data/messages.json`` by :func:`message_for`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl
+
+from denseface.errors import DensefaceError
+from denseface.rpc import signing
+
+if TYPE_CHECKING:
+    from denseface.rpc.credentials import Credential
+
+ACTIONS = frozenset({"AnalyzeDenseLandmarks"})
+VERSIONS = ("2018-03-01", "2020-03-03")
+REGION_REQUIRED_VERSIONS = frozenset({"2020-03-03"})
+LANGUAGES = ("zh-CN", "en-US")
+DEFAULT_LANGUAGE = "zh-CN"
+MAX_CLOCK_SKEW = 300
+MAX_QUERY_BYTES = 32 * 1024
+MAX_V1_BODY_BYTES = 1024 * 1024
+MAX_TC3_BODY_BYTES = 10 * 1024 * 1024
+MAX_FIELDS = 256
+V1_REQUIRED = ("Action", "Timestamp", "Nonce", "SecretId", "Signature", "Version")
+#: v1 common parameters (documented ones plus the SDK's RequestClient and Language); never API params.
+COMMON_PARAMS = frozenset({*V1_REQUIRED, "Region", "SignatureMethod", "Token", "Language", "RequestClient"})
+#: Every code :func:`parse_request` can raise.
+PROTOCOL_ERROR_CODES = frozenset(
+    {
+        "UnsupportedProtocol",
+        "RequestSizeLimitExceeded",
+        "AuthFailure.InvalidAuthorization",
+        "AuthFailure.SignatureExpire",
+        "AuthFailure.SignatureFailure",
+        "AuthFailure.SecretIdNotFound",
+        "MissingParameter",
+        "InvalidParameter",
+        "InvalidParameterValue",
+        "RequestLimitExceeded",
+        "InvalidAction",
+        "NoSuchVersion",
+    }
+)
+_INTEGER = re.compile(r"[0-9]{1,19}")
+_FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
+_MAX_DETAIL = 128
+
+
+class ApiError(DensefaceError):
+    """A Tencent error response: ``code`` plus an optional ``detail`` (a parameter name or value).
+
+    ``message`` is the English text (for logs); :meth:`localized` renders it in the caller's language.
+    ``language`` is the request's language as far as it was known when the error was raised.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str | None = None,
+        *,
+        detail: str | None = None,
+        language: str | None = None,
+    ) -> None:
+        if detail is not None and len(detail) > _MAX_DETAIL:
+            detail = detail[:_MAX_DETAIL] + "…"
+        self._explicit = message is not None
+        super().__init__(message if message is not None else message_for(code, "en-US", detail))
+        self.code = code
+        self.detail = detail
+        self.language = language
+
+    def localized(self, language: str | None = None) -> str:
+        """The message in ``language`` (default: the request's language, else zh-CN)."""
+        if self._explicit:
+            return self.message
+        return message_for(self.code, language or self.language or DEFAULT_LANGUAGE, self.detail)
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.code!r}, detail={self.detail!r})"
+
+
+class CredentialLookup(Protocol):
+    """Anything that maps a SecretId to a key (:class:`~denseface.rpc.credentials.CredentialStore`)."""
+
+    def get(self, secret_id: str) -> Credential | None: ...
+
+
+class Limiter(Protocol):
+    """A per-key rate limit (:class:`~denseface.rpc.credentials.RateLimiter`)."""
+
+    def acquire(self, secret_id: str, qps: float | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """An authenticated call. ``params`` holds the API parameters only: the JSON object for TC3 POST,
+    or decoded strings (common parameters removed) for GET and v1."""
+
+    action: str
+    version: str
+    region: str | None
+    language: str
+    token: str | None
+    secret_id: str
+    sign_method: str
+    params: dict[str, Any]
+    timestamp: int
+    request_client: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------- messages
+@functools.cache
+def _messages() -> dict[str, dict[str, Any]]:
+    text = resources.files("denseface").joinpath("data/messages.json").read_text(encoding="utf-8")
+    table: dict[str, dict[str, Any]] = json.loads(text)
+    return table
+
+
+def normalize_language(value: str | None) -> str | None:
+    """``zh-CN`` or ``en-US`` (any case), else ``None``."""
+    if value is None:
+        return None
+    for language in LANGUAGES:
+        if value.strip().lower() == language.lower():
+            return language
+    return None
+
+
+def message_for(code: str, language: str, detail: str | None = None) -> str:
+    """The error message for ``code`` in ``language`` (zh-CN if unknown), mentioning ``detail`` if given.
+
+    Unknown codes fall back to their top-level code (``FailedOperation.X`` → ``FailedOperation``).
+    """
+    table = _messages()
+    lang = normalize_language(language) or DEFAULT_LANGUAGE
+    entry = table.get(code) or table.get(code.split(".", 1)[0]) or table["InternalError"]
+    if detail is None:
+        return str(entry[lang])
+    template = entry.get("with_detail", {}).get(lang)
+    if template is None:
+        return f"{entry[lang]} ({detail})"
+    return str(template).replace("{detail}", detail)
+
+
+# --------------------------------------------------------------------------------------------- envelopes
+def new_request_id() -> str:
+    """A fresh RequestId (uuid4)."""
+    return str(uuid.uuid4())
+
+
+def success_envelope(fields: Mapping[str, Any], request_id: str) -> dict[str, Any]:
+    """``{"Response": {...fields, "RequestId": request_id}}``."""
+    return {"Response": {**fields, "RequestId": request_id}}
+
+
+def error_envelope(code: str, message: str, request_id: str) -> dict[str, Any]:
+    """``{"Response": {"Error": {"Code", "Message"}, "RequestId"}}``."""
+    return {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}}
+
+
+def envelope_for_error(error: DensefaceError, request_id: str, language: str | None = None) -> dict[str, Any]:
+    """The error envelope for any denseface error, its message in ``language``.
+
+    :class:`ApiError` is localized from the table; other errors keep their own (English, actionable)
+    message for en-US and use the table's text for zh-CN.
+    """
+    if isinstance(error, ApiError):
+        message = error.localized(language)
+    else:
+        lang = normalize_language(language) or DEFAULT_LANGUAGE
+        message = error.message if lang == "en-US" else message_for(error.code, lang)
+    return error_envelope(error.code, message, request_id)
+
+
+# ------------------------------------------------------------------------------------------------ parser
+@dataclass
+class _State:
+    language: str = DEFAULT_LANGUAGE
+
+
+def parse_request(
+    method: str,
+    query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float,
+    credentials: CredentialLookup,
+    limiter: Limiter | None = None,
+    service: str = signing.DEFAULT_SERVICE,
+) -> ApiCall:
+    """Authenticate and decode one request; raise :class:`ApiError` (codes in ``PROTOCOL_ERROR_CODES``).
+
+    ``query`` is the raw query string (no ``?``), ``headers`` any mapping (names are matched
+    case-insensitively), ``now`` the current Unix time.
+    """
+    state = _State()
+    try:
+        lowered = {name.lower(): value for name, value in headers.items()}
+        if method not in ("GET", "POST"):
+            raise ApiError("UnsupportedProtocol", detail=method)
+        content_type = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
+        if "authorization" in lowered or not (method == "GET" or content_type == _FORM):
+            return _parse_tc3(
+                method, query, lowered, body, content_type, now, credentials, limiter, service, state
+            )
+        return _parse_v1(method, query, lowered, body, now, credentials, limiter, state)
+    except ApiError as error:
+        if error.language is None:
+            error.language = state.language
+        raise
+
+
+def _check_sizes(method: str, query: str, body: bytes, body_limit: int) -> None:
+    if len(query) > MAX_QUERY_BYTES or (method == "POST" and len(body) > body_limit):
+        raise ApiError("RequestSizeLimitExceeded")
+
+
+def _integer(value: str, name: str) -> int:
+    if not _INTEGER.fullmatch(value):
+        raise ApiError("InvalidParameter", detail=name)
+    return int(value)
+
+
+def _check_skew(timestamp: int, now: float) -> None:
+    if abs(now - timestamp) > MAX_CLOCK_SKEW:
+        raise ApiError("AuthFailure.SignatureExpire")
+
+
+def _decode_pairs(data: str | bytes) -> dict[str, str]:
+    """Decode a query string or form body into a dict; repeated names and bad encodings are errors."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError("InvalidParameter", detail="query string or form body") from exc
+    result: dict[str, str] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ApiError("InvalidParameter", detail=name)
+        result[name] = value
+    return result
+
+
+def _lookup(credentials: CredentialLookup, secret_id: str) -> Credential:
+    credential = credentials.get(secret_id)
+    if credential is None or not credential.enabled:
+        raise ApiError("AuthFailure.SecretIdNotFound")
+    return credential
+
+
+def _parse_tc3(
+    method: str,
+    query: str,
+    headers: dict[str, str],
+    body: bytes,
+    content_type: str,
+    now: float,
+    credentials: CredentialLookup,
+    limiter: Limiter | None,
+    service: str,
+    state: _State,
+) -> ApiCall:
+    state.language = normalize_language(headers.get("x-tc-language")) or DEFAULT_LANGUAGE
+    _check_sizes(method, query, body, MAX_TC3_BODY_BYTES)
+    raw_auth = headers.get("authorization")
+    if raw_auth is None:
+        raise ApiError("AuthFailure.InvalidAuthorization", detail="Authorization")
+    try:
+        auth = signing.parse_tc3_authorization(raw_auth)
+    except signing.AuthorizationFormatError as exc:
+        raise ApiError("AuthFailure.InvalidAuthorization", detail=str(exc)) from exc
+    missing = [name for name in auth.signed_headers if name not in headers]
+    if missing:
+        raise ApiError("AuthFailure.InvalidAuthorization", detail=f"signed header {missing[0]} is absent")
+    raw_timestamp = headers.get("x-tc-timestamp", "").strip()
+    if not raw_timestamp:
+        raise ApiError("MissingParameter", detail="X-TC-Timestamp")
+    timestamp = _integer(raw_timestamp, "X-TC-Timestamp")
+    _check_skew(timestamp, now)
+    if auth.date != signing.utc_date(timestamp) or auth.service != service:
+        raise ApiError("AuthFailure.SignatureFailure")
+    credential = _lookup(credentials, auth.secret_id)
+
+    unsigned = headers.get("x-tc-content-sha256", "").strip().upper() == signing.UNSIGNED_PAYLOAD
+    payload = None if unsigned else (b"" if method == "GET" else body)
+    canonical_query = query if method == "GET" else ""
+    key = signing.tc3_signing_key(credential.secret_key, auth.date, auth.service)
+    scope = signing.credential_scope(auth.date, auth.service)
+    variants = {
+        signing.tc3_canonical_request(
+            method, canonical_query, headers, auth.signed_headers, payload, lower_values=lower
+        )
+        for lower in (True, False)
+    }
+    matched = False
+    for canonical in sorted(variants):
+        expected = signing.tc3_signature(key, signing.tc3_string_to_sign(raw_timestamp, scope, canonical))
+        matched |= signing.signatures_equal(expected, auth.signature)
+    if not matched:
+        raise ApiError("AuthFailure.SignatureFailure")
+    if limiter is not None:
+        limiter.acquire(credential.secret_id, credential.qps)
+
+    action, version, region = (headers.get(f"x-tc-{name}") for name in ("action", "version", "region"))
+    _check_target(action, version, region, "X-TC-")
+    state.language = _check_language(headers.get("x-tc-language"), "X-TC-Language")
+    if method == "GET":
+        params: dict[str, Any] = {
+            name: value for name, value in _decode_pairs(query).items() if name not in COMMON_PARAMS
+        }
+    else:
+        params = _json_object(body, content_type)
+    return ApiCall(
+        action=str(action),
+        version=str(version),
+        region=region or None,
+        language=state.language,
+        token=headers.get("x-tc-token") or None,
+        secret_id=credential.secret_id,
+        sign_method=signing.TC3_ALGORITHM,
+        params=params,
+        timestamp=timestamp,
+        request_client=headers.get("x-tc-requestclient"),
+    )
+
+
+def _parse_v1(
+    method: str,
+    query: str,
+    headers: dict[str, str],
+    body: bytes,
+    now: float,
+    credentials: CredentialLookup,
+    limiter: Limiter | None,
+    state: _State,
+) -> ApiCall:
+    _check_sizes(method, query, body, MAX_V1_BODY_BYTES)
+    fields = _decode_pairs(query if method == "GET" else body)
+    state.language = normalize_language(fields.get("Language")) or DEFAULT_LANGUAGE
+    for name in V1_REQUIRED:
+        if not fields.get(name):
+            raise ApiError("MissingParameter", detail=name)
+    timestamp = _integer(fields["Timestamp"], "Timestamp")
+    _integer(fields["Nonce"], "Nonce")
+    _check_skew(timestamp, now)
+    sign_method = fields.get("SignatureMethod") or "HmacSHA1"
+    if sign_method not in signing.V1_METHODS:
+        raise ApiError("InvalidParameterValue", detail="SignatureMethod")
+    credential = _lookup(credentials, fields["SecretId"])
+    sign_string = signing.v1_sign_string(method, headers.get("host", ""), fields)
+    expected = signing.v1_signature(credential.secret_key, sign_string, sign_method)
+    if not signing.signatures_equal(expected, fields["Signature"]):
+        raise ApiError("AuthFailure.SignatureFailure")
+    if limiter is not None:
+        limiter.acquire(credential.secret_id, credential.qps)
+
+    _check_target(fields["Action"], fields["Version"], fields.get("Region"), "")
+    state.language = _check_language(fields.get("Language"), "Language")
+    return ApiCall(
+        action=fields["Action"],
+        version=fields["Version"],
+        region=fields.get("Region") or None,
+        language=state.language,
+        token=fields.get("Token") or None,
+        secret_id=credential.secret_id,
+        sign_method=sign_method,
+        params={name: value for name, value in fields.items() if name not in COMMON_PARAMS},
+        timestamp=timestamp,
+        request_client=fields.get("RequestClient"),
+    )
+
+
+def _check_target(action: str | None, version: str | None, region: str | None, prefix: str) -> None:
+    if not action:
+        raise ApiError("MissingParameter", detail=prefix + "Action")
+    if action not in ACTIONS:
+        raise ApiError("InvalidAction", detail=action)
+    if not version:
+        raise ApiError("MissingParameter", detail=prefix + "Version")
+    if version not in VERSIONS:
+        raise ApiError("NoSuchVersion", detail=version)
+    if version in REGION_REQUIRED_VERSIONS and not (region and region.strip()):
+        raise ApiError("MissingParameter", detail=prefix + "Region")
+
+
+def _check_language(value: str | None, name: str) -> str:
+    if value is None or not value.strip():
+        return DEFAULT_LANGUAGE
+    language = normalize_language(value)
+    if language is None:
+        raise ApiError("InvalidParameterValue", detail=name)
+    return language
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(body: bytes, content_type: str) -> dict[str, Any]:
+    if content_type != _JSON:
+        raise ApiError("InvalidParameter", detail="Content-Type")
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ApiError("InvalidParameter", detail="request body") from exc
+    if not isinstance(value, dict):
+        raise ApiError("InvalidParameter", detail="request body")
+    return value
+
+
+__all__ = [
+    "ACTIONS",
+    "COMMON_PARAMS",
+    "LANGUAGES",
+    "MAX_CLOCK_SKEW",
+    "PROTOCOL_ERROR_CODES",
+    "VERSIONS",
+    "ApiCall",
+    "ApiError",
+    "CredentialLookup",
+    "Limiter",
+    "envelope_for_error",
+    "error_envelope",
+    "message_for",
+    "new_request_id",
+    "normalize_language",
+    "parse_request",
+    "success_envelope",
+]

@@ -240,8 +240,9 @@ def parse_request(
 ) -> ApiCall:
     """Authenticate and decode one request; raise :class:`ApiError` (codes in ``PROTOCOL_ERROR_CODES``).
 
-    ``query`` is the raw query string (no ``?``), ``headers`` any mapping (names are matched
-    case-insensitively), ``now`` the current Unix time.
+    ``query`` is the raw query string without ``?``, exactly as received (ASGI:
+    ``scope["query_string"].decode("latin-1")``; it is the TC3 canonical query string). ``headers`` is any
+    mapping, names matched case-insensitively; ``Host`` is used verbatim. ``now`` is the Unix time.
     """
     state = _State()
     try:

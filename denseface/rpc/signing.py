@@ -51,6 +51,11 @@ class Tc3Authorization:
     signature: str
 
 
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes; lone surrogates (impossible in real HTTP text) are encoded rather than raising."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def sha256_hex(data: bytes) -> str:
     """Lowercase hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
@@ -111,20 +116,20 @@ def tc3_canonical_request(
 
 def tc3_string_to_sign(timestamp: int | str, scope: str, canonical_request: str) -> str:
     """``TC3-HMAC-SHA256\\n<timestamp>\\n<scope>\\n<sha256 hex of canonical request>``."""
-    digest = sha256_hex(canonical_request.encode("utf-8"))
+    digest = sha256_hex(_utf8(canonical_request))
     return f"{TC3_ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
 
 
 def tc3_signing_key(secret_key: str, date: str, service: str = DEFAULT_SERVICE) -> bytes:
     """The derived key: HMAC chain over date, service and ``tc3_request``."""
-    k_date = hmac.new(("TC3" + secret_key).encode("utf-8"), date.encode("utf-8"), hashlib.sha256).digest()
-    k_service = hmac.new(k_date, service.encode("utf-8"), hashlib.sha256).digest()
-    return hmac.new(k_service, TC3_TERMINATOR.encode("utf-8"), hashlib.sha256).digest()
+    k_date = hmac.new(_utf8("TC3" + secret_key), _utf8(date), hashlib.sha256).digest()
+    k_service = hmac.new(k_date, _utf8(service), hashlib.sha256).digest()
+    return hmac.new(k_service, _utf8(TC3_TERMINATOR), hashlib.sha256).digest()
 
 
 def tc3_signature(signing_key: bytes, string_to_sign: str) -> str:
     """Lowercase hex HMAC-SHA256 of the string to sign."""
-    return hmac.new(signing_key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.new(signing_key, _utf8(string_to_sign), hashlib.sha256).hexdigest()
 
 
 def tc3_sign(
@@ -221,13 +226,13 @@ def v1_signature(secret_key: str, sign_string: str, sign_method: str = "HmacSHA1
     digest = _V1_DIGESTS.get(sign_method)
     if digest is None:
         raise ValueError(f"sign method must be one of {', '.join(V1_METHODS)}")
-    mac = hmac.new(secret_key.encode("utf-8"), sign_string.encode("utf-8"), digest).digest()
+    mac = hmac.new(_utf8(secret_key), _utf8(sign_string), digest).digest()
     return base64.b64encode(mac).decode("ascii")
 
 
 def signatures_equal(expected: str, given: str) -> bool:
     """Constant-time comparison of two signatures (any text)."""
-    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8"))
+    return hmac.compare_digest(_utf8(expected), _utf8(given))
 
 
 def sign_tc3_request(

@@ -1,0 +1,50 @@
+# denseface — two commands do everything on a fresh clone:
+#   make run    set up (venv, install, fetch + verify weights) and serve API + page on 127.0.0.1:8000
+#   make test   the same set-up, then lint, type-check and the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: run test setup models browser lint typecheck pytest bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed models
+
+models: $(VENV)/.installed
+	$(PY) -m denseface models fetch
+
+# Debian's Chromium for the page tests (Playwright's own browser download is impossible here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+run: setup
+	$(PY) -m denseface serve --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check denseface tests benchmarks
+	$(VENV)/bin/ruff format --check denseface tests benchmarks
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+pytest: setup browser
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+bench: setup
+	$(PY) benchmarks/accuracy.py
+	$(PY) benchmarks/speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

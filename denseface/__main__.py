@@ -1,0 +1,3 @@
+from denseface.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""The public library: ``analyze()`` and the reusable :class:`Analyzer`.
+
+    >>> from denseface import Analyzer
+    >>> analyzer = Analyzer()                      # loads and verifies the models once
+    >>> faces = analyzer.analyze("group.jpg", mode=0, rotate=True)
+    >>> [f.box for f in faces]
+
+An :class:`Analyzer` is thread-safe: calls on one instance are serialised by a lock. For parallel
+work create one Analyzer per thread (each holds its own LiteRT interpreters, ≈ 20 MB).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from denseface.engine import models
+from denseface.engine.decode import Decoded, ImageInput, load
+from denseface.engine.detector import FULL_RANGE, FaceDetector
+from denseface.engine.layout import default_layout
+from denseface.engine.mesh import FaceMesh
+from denseface.engine.pipeline import FacePipeline, PipelineOptions
+from denseface.engine.pose import PoseEstimator, load_canonical_model
+from denseface.engine.result import Face
+
+log = logging.getLogger(__name__)
+
+MAX_FACES = 5
+
+
+class Analyzer:
+    """Holds the loaded models; ``analyze`` turns an image into a list of :class:`Face`."""
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        num_threads: int = 1,
+        options: PipelineOptions | None = None,
+    ) -> None:
+        paths = models.locate(Path(model_dir) if model_dir is not None else None)
+        self.options = options or PipelineOptions()
+        self._pipeline = FacePipeline(
+            FaceDetector(paths[models.FULL_RANGE.name], FULL_RANGE, num_threads=num_threads),
+            FaceMesh(paths[models.MESH.name], num_threads=num_threads),
+            default_layout(),
+            PoseEstimator(load_canonical_model(paths[models.GEOMETRY.name])),
+            self.options,
+        )
+        self._lock = threading.Lock()
+        log.debug("analyzer ready (models in %s)", paths[models.MESH.name].parent)
+
+    def analyze(self, image: ImageInput | Decoded, *, mode: int = 0, rotate: bool = False) -> list[Face]:
+        """Faces in ``image`` (a path, bytes, PIL image or RGB array), largest first.
+
+        ``mode=0``: up to 5 faces; ``mode=1``: only the largest. ``rotate=True`` also finds faces
+        turned by 90°, 180° or 270°. No face gives an empty list. Raises
+        :class:`denseface.ImageError` subclasses for unreadable images.
+        """
+        if mode not in (0, 1):
+            raise ValueError(f"mode must be 0 (up to {MAX_FACES} faces) or 1 (largest face), not {mode!r}")
+        decoded = image if isinstance(image, Decoded) else load(image)
+        with self._lock:
+            return self._pipeline.run(decoded.rgb, max_faces=1 if mode == 1 else MAX_FACES, rotate=rotate)
+
+
+_default: Analyzer | None = None
+_default_lock = threading.Lock()
+
+
+def default_analyzer() -> Analyzer:
+    """A process-wide Analyzer, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Analyzer()
+        return _default
+
+
+def analyze(image: ImageInput, *, mode: int = 0, rotate: bool = False) -> list[Face]:
+    """``Analyzer().analyze`` on a shared, lazily created Analyzer."""
+    return default_analyzer().analyze(image, mode=mode, rotate=rotate)

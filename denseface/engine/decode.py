@@ -1,0 +1,123 @@
+"""Image input for the library: a path, bytes, a PIL image or an RGB numpy array → RGB uint8 array.
+
+EXIF orientation is applied, so every coordinate denseface returns is in the oriented frame.
+Grayscale, palette, RGBA/LA (composited on white), CMYK, 16-bit and float images are converted.
+Format rules of the Tencent service (PNG/JPEG/BMP only, resolution limits) live in ``rpc``; the
+library accepts whatever Pillow decodes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from denseface.errors import ImageDecodeError, ImageResolutionExceedError
+
+ImageInput = Union[str, os.PathLike[str], bytes, bytearray, memoryview, Image.Image, npt.NDArray[np.generic]]
+RGBArray = npt.NDArray[np.uint8]
+
+# Pillow's own bomb guard, made an error instead of a warning (≈ 8k × 8k).
+MAX_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class Decoded:
+    rgb: RGBArray  # (H, W, 3) uint8, C-contiguous
+    format: str | None  # Pillow's format name ("JPEG", "PNG", ...) or None for arrays
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+
+def load(image: ImageInput) -> Decoded:
+    """Decode any supported input into an oriented RGB uint8 array."""
+    if isinstance(image, np.ndarray):
+        return Decoded(_array_to_rgb(image), None)
+    if isinstance(image, Image.Image):
+        return Decoded(pil_to_rgb(image), image.format)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_bytes(bytes(image))
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return decode_bytes(data)
+    raise TypeError(f"unsupported image input of type {type(image).__name__}")
+
+
+def decode_bytes(data: bytes) -> Decoded:
+    if not data:
+        raise ImageDecodeError("the image is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageResolutionExceedError(
+                        f"image of {img.width}x{img.height} pixels exceeds the {MAX_PIXELS} pixel limit"
+                    )
+                fmt = img.format
+                img.load()
+                rgb = pil_to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageResolutionExceedError(str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("the data is not an image in a format that can be decoded") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageDecodeError(f"the image is corrupt or truncated: {exc}") from exc
+    return Decoded(rgb, fmt)
+
+
+def pil_to_rgb(img: Image.Image) -> RGBArray:
+    """Oriented RGB copy of a PIL image, whatever its mode."""
+    oriented = ImageOps.exif_transpose(img)
+    if oriented is None:  # pragma: no cover - exif_transpose returns an image unless in_place
+        oriented = img
+    mode = oriented.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(oriented, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in oriented.info):
+        rgba = oriented.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        oriented = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(oriented.convert("RGB"), dtype=np.uint8))
+
+
+def _array_to_rgb(array: npt.NDArray[np.generic]) -> RGBArray:
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise ImageDecodeError(f"expected an (H, W, 3) RGB array, got shape {arr.shape}")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating):
+            scale = 255.0 if float(np.nanmax(arr, initial=0.0)) <= 1.0 else 1.0
+            arr = np.clip(np.nan_to_num(arr.astype(np.float64)) * scale + 0.5, 0, 255)
+        elif arr.dtype == np.uint16:
+            arr = arr.astype(np.float64) / 257.0
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageDecodeError("the image has no pixels")
+    return np.ascontiguousarray(arr)

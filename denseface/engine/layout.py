@@ -1,0 +1,227 @@
+"""The 888-point layout: 14 named regions built on the 478-point mesh.
+
+The table lives in ``denseface/data/layout.json``; this module compiles it once into linear
+operators (Catmull-Rom weights) so that building the 888 points of a face is a few small matrix
+products plus one arc-length resampling per part.
+
+Conventions: left/right as seen in the image for an upright face; closed contours do not repeat
+their first point; points are evenly spaced by arc length within each part (so anatomical anchors
+such as eye corners keep fixed indices, e.g. ``LeftEye[0]`` is the outer corner and ``LeftEye[32]``
+the inner one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+SUBDIVISIONS = 8  # dense samples per mesh edge before arc-length resampling
+
+
+def _load() -> dict[str, Any]:
+    text = resources.files("denseface.data").joinpath("layout.json").read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+_TABLE = _load()
+REGION_NAMES: tuple[str, ...] = tuple(r["name"] for r in _TABLE["regions"])
+REGION_COUNTS: dict[str, int] = {
+    r["name"]: int(r.get("count") or sum(p["count"] for p in r["parts"])) for r in _TABLE["regions"]
+}
+REGION_CLOSED: dict[str, bool] = {r["name"]: bool(r.get("closed", "iris" in r)) for r in _TABLE["regions"]}
+TOTAL_POINTS = sum(REGION_COUNTS.values())
+
+
+def _slices() -> dict[str, slice]:
+    out, start = {}, 0
+    for name in REGION_NAMES:
+        out[name] = slice(start, start + REGION_COUNTS[name])
+        start += REGION_COUNTS[name]
+    return out
+
+
+REGION_SLICES: dict[str, slice] = _slices()
+if TOTAL_POINTS != 888:  # pragma: no cover - guards the data file
+    raise RuntimeError(f"layout.json defines {TOTAL_POINTS} points, not 888")
+
+
+def catmull_rom_weights(n: int, closed: bool, sub: int = SUBDIVISIONS) -> F64:
+    """Matrix W so that W @ P samples the uniform Catmull-Rom curve through the n points P.
+
+    Open curves get reflected end tangents and include their last point."""
+    segments = n if closed else n - 1
+    t = np.arange(sub) / sub
+    basis = 0.5 * np.stack(
+        [-(t**3) + 2 * t**2 - t, 3 * t**3 - 5 * t**2 + 2, -3 * t**3 + 4 * t**2 + t, t**3 - t**2], axis=1
+    )
+    rows = np.zeros((segments * sub + (0 if closed else 1), n))
+    for seg in range(segments):
+        idx = [seg - 1, seg, seg + 1, seg + 2]
+        block = rows[seg * sub : (seg + 1) * sub]
+        for k, j in enumerate(idx):
+            if closed:
+                block[:, j % n] += basis[:, k]
+            elif 0 <= j < n:
+                block[:, j] += basis[:, k]
+            elif j < 0:  # reflected start: P(-1) = 2 P0 - P1
+                block[:, 0] += 2 * basis[:, k]
+                block[:, 1] -= basis[:, k]
+            else:  # reflected end: P(n) = 2 P(n-1) - P(n-2)
+                block[:, n - 1] += 2 * basis[:, k]
+                block[:, n - 2] -= basis[:, k]
+    if not closed:
+        rows[-1, n - 1] = 1.0
+    return rows
+
+
+def resample(poly: F64, count: int, *, include_end: bool) -> F64:
+    """``count`` points evenly spaced by arc length along an open polyline."""
+    seg = np.linalg.norm(np.diff(poly, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    total = cum[-1]
+    if total <= 1e-9:
+        return np.repeat(poly[:1], count, axis=0)
+    steps = count - 1 if include_end else count
+    targets = np.arange(count) * (total / max(steps, 1))
+    return np.stack([np.interp(targets, cum, poly[:, 0]), np.interp(targets, cum, poly[:, 1])], axis=1)
+
+
+@dataclass(frozen=True)
+class _Oval:
+    """Dense closed face-oval curve with its crossings of the eye line."""
+
+    dense: F64  # (M, 2), list order: top → image right → chin → image left
+    left: float  # fractional index of the image-left crossing
+    right: float
+    anchors: dict[int, float]  # mesh vertex → fractional index
+    axis: F64  # unit vector along the eye line (image-left eye → image-right eye)
+
+    def point(self, at: float) -> F64:
+        m = len(self.dense)
+        i = math.floor(at) % m
+        f = at - math.floor(at)
+        return np.asarray((1 - f) * self.dense[i] + f * self.dense[(i + 1) % m], dtype=np.float64)
+
+    def arc(self, start: float, stop: float, *, backwards: bool) -> F64:
+        """Dense points from ``start`` to ``stop`` (fractional indices), walking either way round."""
+        m = len(self.dense)
+        if backwards:
+            if stop >= start:
+                stop -= m
+            inner = np.arange(math.ceil(start) - 1, math.floor(stop), -1)
+        else:
+            if stop <= start:
+                stop += m
+            inner = np.arange(math.floor(start) + 1, math.ceil(stop))
+        mid = self.dense[inner % m]
+        return np.concatenate([self.point(start)[None], mid, self.point(stop)[None]])
+
+
+class Layout:
+    """Compiled layout: ``build(mesh_xy) -> (888, 2)``."""
+
+    def __init__(self, table: dict[str, Any]) -> None:
+        self._oval_idx = np.array(table["face_oval"])
+        self._oval_w = catmull_rom_weights(len(self._oval_idx), closed=True)
+        self._eye_line = tuple(table["eye_line"])
+        self._chains: dict[tuple[Any, ...], F64] = {}
+        self._regions = table["regions"]
+        for region in self._regions:
+            for part in region.get("parts", []):
+                if "chain" in part:
+                    key = tuple(part["chain"])
+                    self._chains[key] = catmull_rom_weights(len(key), closed=False)
+        ibug = table["ibug68"]["points"]
+        self._ibug_index = np.array([REGION_SLICES[name].start + i for name, i in ibug])
+
+    def _oval(self, xy: F64) -> _Oval:
+        dense = self._oval_w @ xy[self._oval_idx]
+        a, b = xy[self._eye_line[0]], xy[self._eye_line[1]]
+        axis = (b - a) / max(float(np.linalg.norm(b - a)), 1e-9)
+        down = np.array([-axis[1], axis[0]])
+        level = (dense - (a + b) / 2.0) @ down  # signed distance below the eye line
+        u = (dense - (a + b) / 2.0) @ axis
+        m = len(dense)
+        crossings: list[tuple[float, float]] = []
+        for i in range(m):
+            l0, l1 = level[i], level[(i + 1) % m]
+            if (l0 <= 0 < l1) or (l1 <= 0 < l0):
+                f = l0 / (l0 - l1)
+                crossings.append((i + f, float(u[i] + f * (u[(i + 1) % m] - u[i]))))
+        if len(crossings) >= 2:
+            left = min(crossings, key=lambda c: c[1])[0]
+            right = max(crossings, key=lambda c: c[1])[0]
+        else:  # extreme pitch: fall back to the oval's widest points
+            left, right = float(np.argmin(u)), float(np.argmax(u))
+        anchors = {int(v): float(k * SUBDIVISIONS) for k, v in enumerate(self._oval_idx)}
+        return _Oval(dense, left, right, anchors, axis)
+
+    def _polyline(self, part: dict[str, Any], xy: F64, oval: _Oval) -> F64:
+        if "oval" in part:
+            named = {"left": oval.left, "right": oval.right}
+            stops = [named[s] if isinstance(s, str) else oval.anchors[s] for s in part["oval"]]
+            backwards = bool(part.get("backwards", False))
+            return np.concatenate([oval.arc(a, b, backwards=backwards) for a, b in zip(stops, stops[1:])])
+        chain = part["chain"]
+        named = {"left": oval.point(oval.left), "right": oval.point(oval.right)}
+        ctrl = np.stack([named[c] if isinstance(c, str) else xy[c] for c in chain])
+        return np.asarray(self._chains[tuple(chain)] @ ctrl, dtype=np.float64)
+
+    def build(self, mesh_xy: npt.ArrayLike) -> F32:
+        """888 points from a (478, 2+) mesh in image pixels."""
+        xy = np.asarray(mesh_xy, dtype=np.float64)[:, :2]
+        oval = self._oval(xy)
+        out: list[F64] = []
+        for region in self._regions:
+            if "iris" in region:
+                out.append(_iris(xy, region["iris"], region["count"], oval.axis))
+                continue
+            parts = region["parts"]
+            for k, part in enumerate(parts):
+                last = k == len(parts) - 1
+                include_end = bool(part.get("end", False)) or (last and not region["closed"])
+                out.append(resample(self._polyline(part, xy, oval), part["count"], include_end=include_end))
+        return np.concatenate(out).astype(np.float32)
+
+    def ibug68(self, points: F32) -> F32:
+        return np.asarray(points[self._ibug_index], dtype=np.float32)
+
+
+def _iris(xy: F64, spec: dict[str, Any], count: int, axis: F64) -> F64:
+    """Centre, then ``count - 1`` points on the iris ellipse, clockwise from the top of the face."""
+    centre = xy[spec["centre"]]
+    down = np.array([-axis[1], axis[0]])
+    rel = xy[spec["ring"]] - centre
+    u, v = rel @ axis, rel @ down
+    # the ring's 4 points are the iris's extremes along and across the eye line
+    right = rel[np.argmax(u)] - rel[np.argmin(u)]
+    below = rel[np.argmax(v)] - rel[np.argmin(v)]
+    theta = 2 * np.pi * np.arange(count - 1) / (count - 1)
+    circle = centre + np.outer(np.sin(theta), right / 2) - np.outer(np.cos(theta), below / 2)
+    return np.concatenate([centre[None], circle])
+
+
+@lru_cache(maxsize=1)
+def default_layout() -> Layout:
+    return Layout(_TABLE)
+
+
+def build_points(mesh_xy: npt.ArrayLike) -> F32:
+    return default_layout().build(mesh_xy)
+
+
+def ibug68_from_mesh(mesh_xy: F32, points: F32) -> F32:
+    """The 300-W 68 points (taken from the 888 layout; ``mesh_xy`` kept for API symmetry)."""
+    del mesh_xy
+    return default_layout().ibug68(points)

@@ -1,0 +1,179 @@
+"""Detection → mesh → 888 points, for one RGB image.
+
+Finding faces: the full-range detector sees the whole image letterboxed to 192²; for images too
+large for it to see small faces, it also sees overlapping tiles. With ``rotate`` the same search
+runs on the image turned by 90°, 180° and 270° and everything is mapped back and merged.
+Landmarking: Face Mesh v2 on a rotated square crop around each detection, then (``refine``) a second
+pass on the crop derived from the first pass's landmarks, as MediaPipe's tracker does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from denseface.engine.detector import Detection, FaceDetector, iou
+from denseface.engine.layout import Layout
+from denseface.engine.mesh import FaceMesh, MeshResult, roi_from_detection, roi_from_landmarks
+from denseface.engine.pose import PoseEstimator
+from denseface.engine.result import Box, Face
+
+F32 = npt.NDArray[np.float32]
+RGB = npt.NDArray[np.uint8]
+
+DETECTOR_MIN_FACE = 12.0  # px in the detector's 192² input below which the full-range model misses faces
+TILE_OVERLAP = 0.25
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    min_face_size: float = 40.0  # smallest face (detector box side, image px) searched for by tiling
+    score_threshold: float = 0.5  # detector score
+    presence_threshold: float = 0.5  # mesh face-presence probability
+    refine: bool = True  # second mesh pass on the landmark-derived crop
+    nms_iou: float = 0.3
+
+
+def to_original(points: F32, k: int, width: int, height: int) -> F32:
+    """Map (x, y) from ``np.rot90(image, k)`` back to the original image frame."""
+    x, y = points[..., 0], points[..., 1]
+    k %= 4
+    if k == 0:
+        ox, oy = x, y
+    elif k == 1:
+        ox, oy = width - y, x
+    elif k == 2:
+        ox, oy = width - x, height - y
+    else:
+        ox, oy = y, height - x
+    return np.stack([ox, oy], axis=-1).astype(np.float32)
+
+
+def tiles(width: int, height: int, side: int) -> list[tuple[int, int, int, int]]:
+    """Overlapping square-ish tiles (x0, y0, x1, y1) covering the image."""
+
+    def starts(extent: int) -> list[int]:
+        if extent <= side:
+            return [0]
+        count = math.ceil((extent - side) / (side * (1 - TILE_OVERLAP))) + 1
+        step = (extent - side) / (count - 1)
+        return [round(i * step) for i in range(count)]
+
+    return [
+        (x, y, min(x + side, width), min(y + side, height)) for y in starts(height) for x in starts(width)
+    ]
+
+
+class FacePipeline:
+    """Owns one detector, one mesh model and the layout. Not thread-safe."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        mesh: FaceMesh,
+        layout: Layout,
+        pose: PoseEstimator,
+        options: PipelineOptions | None = None,
+    ) -> None:
+        self.detector = detector
+        self.mesh = mesh
+        self.layout = layout
+        self.pose = pose
+        self.options = options or PipelineOptions()
+
+    # -- finding faces -------------------------------------------------------------------------
+    def _detect_upright(self, rgb: RGB) -> list[Detection]:
+        height, width = rgb.shape[:2]
+        found = self.detector.detect(rgb, score_threshold=self.options.score_threshold)
+        side = round(self.options.min_face_size * self.detector.spec.input_size / DETECTOR_MIN_FACE)
+        if max(width, height) > side * 1.1:
+            for x0, y0, x1, y1 in tiles(width, height, side):
+                for det in self.detector.detect(
+                    rgb[y0:y1, x0:x1], score_threshold=self.options.score_threshold
+                ):
+                    offset = np.array([x0, y0], np.float32)
+                    box = (det.box[0] + x0, det.box[1] + y0, det.box[2] + x0, det.box[3] + y0)
+                    found.append(Detection(det.score, box, det.keypoints + offset))
+        return found
+
+    def detect(self, rgb: RGB, *, rotate: bool) -> list[Detection]:
+        """Faces in the image, merged over tiles and orientations, largest first."""
+        height, width = rgb.shape[:2]
+        found: list[Detection] = []
+        for k in range(4) if rotate else (0,):
+            view = rgb if k == 0 else np.ascontiguousarray(np.rot90(rgb, k))
+            for det in self._detect_upright(view):
+                if k == 0:
+                    found.append(det)
+                    continue
+                x0, y0, x1, y1 = det.box
+                corners = to_original(np.array([[x0, y0], [x1, y1]], np.float32), k, width, height)
+                lo, hi = corners.min(axis=0), corners.max(axis=0)
+                box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+                found.append(Detection(det.score, box, to_original(det.keypoints, k, width, height)))
+        return _merge(found, self.options.nms_iou)
+
+    # -- landmarks -----------------------------------------------------------------------------
+    def landmark(self, rgb: RGB, det: Detection) -> Face | None:
+        """A Face for one detection, or None when the mesh says there is no face there."""
+        result = self.mesh.run(rgb, roi_from_detection(det))
+        if result.presence < self.options.presence_threshold:
+            return None
+        if self.options.refine:
+            second = self.mesh.run(rgb, roi_from_landmarks(result.points))
+            if second.presence >= self.options.presence_threshold:
+                result = second
+        return self._face(det, result)
+
+    def _face(self, det: Detection, result: MeshResult) -> Face:
+        points = self.layout.build(result.points)
+        lo, hi = points.min(axis=0), points.max(axis=0)
+        box = Box(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+        return Face(
+            box=box,
+            score=det.score,
+            points=points,
+            mesh=result.points,
+            pose=self.pose.estimate(result.points),
+            presence=result.presence,
+        )
+
+    def run(self, rgb: RGB, *, max_faces: int, rotate: bool) -> list[Face]:
+        faces: list[Face] = []
+        for det in self.detect(rgb, rotate=rotate):
+            face = self.landmark(rgb, det)
+            if face is None or any(_box_iou(face.box, f.box) > 0.5 for f in faces):
+                continue
+            faces.append(face)
+            if len(faces) >= max_faces:
+                break
+        faces.sort(key=lambda f: f.box.width * f.box.height, reverse=True)
+        return faces
+
+
+def _merge(found: list[Detection], threshold: float) -> list[Detection]:
+    """Greedy NMS across tiles and orientations (best score wins), then largest first."""
+    if not found:
+        return []
+    found = sorted(found, key=lambda d: d.score, reverse=True)
+    boxes = np.array([d.box for d in found], np.float32)
+    keep: list[Detection] = []
+    alive = np.ones(len(found), bool)
+    for i, det in enumerate(found):
+        if not alive[i]:
+            continue
+        keep.append(det)
+        alive &= iou(boxes[i], boxes) < threshold
+    keep.sort(key=lambda d: d.size, reverse=True)
+    return keep
+
+
+def _box_iou(a: Box, b: Box) -> float:
+    x0, y0 = max(a.x, b.x), max(a.y, b.y)
+    x1, y1 = min(a.x + a.width, b.x + b.width), min(a.y + a.height, b.y + b.height)
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0

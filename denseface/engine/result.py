@@ -1,0 +1,81 @@
+"""Frozen, typed results.
+
+Coordinates are image pixels in the *oriented* frame of the input (after EXIF orientation), with
+the origin at the top-left corner of the top-left pixel; x grows to the right, y downwards.
+"Left" and "right" are as seen in the image (``LeftEye`` is the eye on the image's left).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import numpy.typing as npt
+
+from denseface.engine.layout import REGION_SLICES, ibug68_from_mesh
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def _frozen(array: npt.ArrayLike, shape: tuple[int, ...]) -> FloatArray:
+    out = np.array(array, dtype=np.float32)
+    if out.shape != shape:
+        raise ValueError(f"expected shape {shape}, got {out.shape}")
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True)
+class Box:
+    """Axis-aligned face box in image pixels (top-left corner, size)."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Head pose in degrees: yaw > 0 turns toward the image's right, pitch > 0 looks up, roll > 0
+    tilts the head clockwise in the image."""
+
+    yaw: float
+    pitch: float
+    roll: float
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: its box, detector score, the 888 dense points, the raw 478-point mesh and pose.
+
+    ``points`` is an (888, 2) float32 array in the region order of :data:`REGION_NAMES`;
+    ``regions`` gives read-only views into it by name. ``mesh`` is MediaPipe's (478, 3) mesh in
+    image pixels (z in the same scale as x, relative to the face centre, smaller = closer).
+    """
+
+    box: Box
+    score: float
+    points: FloatArray
+    mesh: FloatArray
+    pose: Pose
+    presence: float = 1.0
+    _regions: Mapping[str, FloatArray] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        points = _frozen(self.points, (888, 2))
+        object.__setattr__(self, "points", points)
+        object.__setattr__(self, "mesh", _frozen(self.mesh, (478, 3)))
+        regions = {name: points[sl] for name, sl in REGION_SLICES.items()}
+        object.__setattr__(self, "_regions", MappingProxyType(regions))
+
+    @property
+    def regions(self) -> Mapping[str, FloatArray]:
+        """Region name → (n, 2) points, in the fixed region order."""
+        return self._regions
+
+    def to_ibug68(self) -> FloatArray:
+        """The 68 points of the 300-W (iBUG) scheme, derived from the mesh; see docs/layout.md."""
+        return ibug68_from_mesh(self.mesh[:, :2], self.points)

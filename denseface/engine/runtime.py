@@ -1,0 +1,22 @@
+"""The one place that knows how to create a LiteRT interpreter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ai_edge_litert.interpreter import Interpreter
+
+from denseface.errors import ModelsMissingError
+
+
+def load_interpreter(model_path: Path, num_threads: int = 1) -> Any:
+    """A ready LiteRT interpreter (XNNPACK CPU delegate) for ``model_path``."""
+    try:
+        interp = Interpreter(model_path=str(model_path), num_threads=max(1, num_threads))
+    except ValueError as exc:
+        raise ModelsMissingError(
+            f"cannot load {model_path}: {exc}; run `denseface models fetch --force`"
+        ) from exc
+    interp.allocate_tensors()
+    return interp

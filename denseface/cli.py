@@ -1,0 +1,177 @@
+"""The ``denseface`` command: analyze photos, draw overlays, manage weights, serve the API + page."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from denseface import __version__
+from denseface.errors import DensefaceError
+
+log = logging.getLogger("denseface")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _full(face: Any, width: int, height: int) -> dict[str, Any]:
+    from denseface.rpc.shape import dense_face_shape
+
+    def r(values: Any) -> Any:
+        return [[round(float(v), 2) for v in row] for row in values]
+
+    return {
+        "tencent": dense_face_shape(face, width, height),
+        "box": {k: round(v, 2) for k, v in vars(face.box).items()},
+        "score": round(face.score, 4),
+        "presence": round(face.presence, 4),
+        "pose": vars(face.pose),
+        "regions": {name: r(pts) for name, pts in face.regions.items()},
+        "ibug68": r(face.to_ibug68()),
+        "mesh": r(face.mesh),
+    }
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from denseface.api import Analyzer
+    from denseface.engine.decode import load
+    from denseface.engine.draw import draw_faces
+    from denseface.rpc.shape import analyze_response
+
+    if args.draw and len(args.images) > 1 and not Path(args.draw).is_dir():
+        log.error("--draw must be an existing directory when several images are given")
+        return EXIT_USAGE
+    analyzer = Analyzer(args.model_dir)
+    results: list[dict[str, Any]] = []
+    failed = False
+    for path in args.images:
+        try:
+            decoded = load(path)
+            faces = analyzer.analyze(decoded, mode=args.mode, rotate=args.rotate)
+        except DensefaceError as exc:
+            log.error("%s: %s (%s)", path, exc.message, exc.code)
+            results.append({"Image": str(path), "Error": {"Code": exc.code, "Message": exc.message}})
+            failed = True
+            continue
+        body = analyze_response(decoded.width, decoded.height, faces)
+        if args.format == "full":
+            body["Faces"] = [_full(f, decoded.width, decoded.height) for f in faces]
+            del body["DenseFaceShapeSet"]
+        if len(args.images) > 1:
+            body = {"Image": str(path), **body}
+        results.append(body)
+        if args.draw:
+            from PIL import Image
+
+            target = Path(args.draw)
+            if target.is_dir():
+                target = target / f"{Path(path).stem}.denseface.png"
+            Image.fromarray(draw_faces(decoded.rgb, faces)).save(target)
+            log.info("overlay written to %s", target)
+        log.info("%s: %d face(s)", path, len(faces))
+    out = results[0] if len(results) == 1 else results
+    sys.stdout.write(json.dumps(out, indent=None if args.compact else 1, ensure_ascii=False) + "\n")
+    return EXIT_ERROR if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from denseface.engine import models
+
+    directory = Path(args.dir) if args.dir else None
+    if args.action == "fetch":
+        paths = models.fetch(directory, force=args.force)
+    else:
+        paths = models.locate(directory)
+    for name, path in paths.items():
+        sys.stdout.write(f"{name}\t{path}\n")
+    return 0
+
+
+def cmd_layout_figure(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from denseface.api import Analyzer
+    from denseface.engine.decode import load
+    from denseface.engine.figure import layout_figure
+
+    decoded = load(args.image)
+    faces = Analyzer(args.model_dir).analyze(decoded, mode=1)
+    if not faces:
+        log.error("%s: no face found", args.image)
+        return EXIT_ERROR
+    Image.fromarray(layout_figure(decoded.rgb, faces[0], width=args.width)).save(args.output)
+    log.info("layout figure written to %s", args.output)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from denseface.server.run import serve
+
+    return serve(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        credentials=args.credentials,
+        model_dir=args.model_dir,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="denseface", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"denseface {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--model-dir", help="model cache directory (default: $DENSEFACE_MODEL_DIR or user cache)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("analyze", help="888 landmarks of every face in one or more photos, as JSON")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, WebP, TIFF, ...)")
+    p.add_argument("--mode", type=int, choices=(0, 1), default=0, help="0: up to 5 faces; 1: the largest")
+    p.add_argument("--rotate", action="store_true", help="also find faces turned by 90/180/270 degrees")
+    p.add_argument("--draw", metavar="OUT.png", help="write an overlay PNG (a directory for several images)")
+    p.add_argument("--format", choices=("tencent", "full"), default="tencent", help="output shape")
+    p.add_argument("--compact", action="store_true", help="one-line JSON")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("models", help="fetch or check the model weights")
+    p.add_argument("action", choices=("fetch", "verify"))
+    p.add_argument("--dir", help="cache directory (default: $DENSEFACE_MODEL_DIR or user cache)")
+    p.add_argument("--force", action="store_true", help="download again even if cached")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("layout-figure", help="draw the labelled 888-point layout on a photo")
+    p.add_argument("image")
+    p.add_argument("output")
+    p.add_argument("--width", type=int, default=900, help="figure width in pixels")
+    p.set_defaults(func=cmd_layout_figure)
+
+    p = sub.add_parser("serve", help="serve the Tencent-compatible API and the page")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=None, help="inference threads (default: CPU cores)")
+    p.add_argument("--credentials", help="TOML file of API keys (default: env or a generated local key)")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except DensefaceError as exc:
+        log.error("%s (%s)", exc.message, exc.code)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return code

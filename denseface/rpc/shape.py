@@ -1,0 +1,41 @@
+"""Library results → the fields of Tencent's ``AnalyzeDenseLandmarks`` response.
+
+Exactly Tencent's fields and nothing else (the official SDK warns about unknown nested fields):
+``ImageWidth``, ``ImageHeight``, ``DenseFaceShapeSet`` (``X``, ``Y``, ``Width``, ``Height`` and the 14
+region lists of integer ``{X, Y}``) and ``FaceModelVersion``. ``RequestId`` is added by the envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from denseface.engine.layout import REGION_NAMES
+from denseface.engine.result import Face
+
+FACE_MODEL_VERSION = "3.0"
+
+
+def dense_face_shape(face: Face, width: int, height: int) -> dict[str, Any]:
+    """One ``DenseFaceShape``: the box and every region as integer pixel points inside the image."""
+    x0 = int(np.clip(np.floor(face.box.x), 0, width - 1))
+    y0 = int(np.clip(np.floor(face.box.y), 0, height - 1))
+    x1 = int(np.clip(np.ceil(face.box.x + face.box.width), x0 + 1, width))
+    y1 = int(np.clip(np.ceil(face.box.y + face.box.height), y0 + 1, height))
+    shape: dict[str, Any] = {"X": x0, "Y": y0, "Width": x1 - x0, "Height": y1 - y0}
+    for name in REGION_NAMES:
+        pts = np.rint(face.regions[name]).astype(np.int64)
+        shape[name] = [{"X": int(x), "Y": int(y)} for x, y in pts]
+    return shape
+
+
+def analyze_response(width: int, height: int, faces: Sequence[Face]) -> dict[str, Any]:
+    """The response fields (without ``RequestId``)."""
+    return {
+        "ImageWidth": width,
+        "ImageHeight": height,
+        "DenseFaceShapeSet": [dense_face_shape(f, width, height) for f in faces],
+        "FaceModelVersion": FACE_MODEL_VERSION,
+    }

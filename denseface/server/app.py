@@ -1,0 +1,234 @@
+"""The ASGI app: the Tencent-compatible API at ``/``, the page, ``/healthz`` and ``/metrics``.
+
+``GET /`` with no query string and no ``Authorization`` header is the page; every other request to
+``/`` is an API call. Every API answer is HTTP 200 with ``Content-Type: application/json`` (exactly:
+the official SDK ignores errors otherwise) and a ``RequestId``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from denseface import __version__
+from denseface.api import Analyzer
+from denseface.errors import DensefaceError
+from denseface.rpc import signing
+from denseface.rpc.credentials import RateLimiter
+from denseface.rpc.protocol import (
+    MAX_TC3_BODY_BYTES,
+    MAX_V1_BODY_BYTES,
+    ApiError,
+    CredentialLookup,
+    envelope_for_error,
+    new_request_id,
+    normalize_language,
+    parse_request,
+    success_envelope,
+)
+from denseface.rpc.service import DenseLandmarkService
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+STATIC_DIR = resources.files("denseface.server").joinpath("static")
+MAX_IN_FLIGHT_PER_WORKER = 16  # API requests admitted at once (bounds memory: each holds ≤ 10 MB of body)
+
+
+class WorkerPool:
+    """Inference threads, each with its own :class:`Analyzer` (models loaded once, at start-up)."""
+
+    def __init__(self, size: int, factory: Callable[[], Analyzer]) -> None:
+        self.size = size
+        self._analyzers: queue.SimpleQueue[Analyzer] = queue.SimpleQueue()
+        for _ in range(size):
+            self._analyzers.put(factory())
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix="denseface-infer")
+
+    def _job(self, fn: Callable[[Analyzer], T]) -> T:
+        analyzer = self._analyzers.get()
+        try:
+            return fn(analyzer)
+        finally:
+            self._analyzers.put(analyzer)
+
+    async def run(self, fn: Callable[[Analyzer], T]) -> T:
+        # shielded: on a timeout the thread finishes its image and returns its Analyzer to the pool
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._job, fn)
+        return await asyncio.shield(future)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "denseface_requests",
+            "API requests by action and result code",
+            ["action", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "denseface_request_seconds",
+            "API request latency",
+            ["action"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("denseface_in_flight", "API requests being handled", registry=self.registry)
+
+
+class ApiApp:
+    """Request handling state: keys, limiter, service, worker pool, metrics."""
+
+    def __init__(
+        self,
+        *,
+        credentials: CredentialLookup,
+        service: DenseLandmarkService,
+        pool_factory: Callable[[], WorkerPool],
+        default_qps: float | None,
+        deadline: float,
+    ) -> None:
+        self.credentials = credentials
+        self.service = service
+        self.pool_factory = pool_factory
+        self.pool: WorkerPool | None = None
+        self.limiter = _DefaultQpsLimiter(RateLimiter(), default_qps)
+        self.deadline = deadline
+        self.metrics = Metrics()
+        self._in_flight = 0
+
+    async def api(self, request: Request) -> Response:
+        request_id = new_request_id()
+        started = time.perf_counter()
+        headers = request.headers
+        language = normalize_language(headers.get("x-tc-language")) or "zh-CN"
+        action = headers.get("x-tc-action") or request.query_params.get("Action") or "-"
+        code = "OK"
+        self._in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            if self.pool is None or self._in_flight > self.pool.size * MAX_IN_FLIGHT_PER_WORKER:
+                raise ApiError("RequestLimitExceeded", detail="server busy")
+            body = await _read_body(request)
+            call = parse_request(
+                request.method,
+                request.scope["query_string"].decode("latin-1"),
+                dict(headers.items()),
+                body,
+                now=time.time(),
+                credentials=self.credentials,
+                limiter=self.limiter,
+            )
+            language, action = call.language, call.action
+            from_query = request.method == "GET" or call.sign_method != signing.TC3_ALGORITHM
+            pool = self.pool
+            fields = await asyncio.wait_for(
+                self.service.handle(call, pool.run, from_query=from_query), self.deadline
+            )
+            payload = success_envelope(fields, request_id)
+        except DensefaceError as error:
+            code = error.code
+            payload = envelope_for_error(error, request_id, language)
+        except asyncio.TimeoutError:
+            code = "FailedOperation.RequestTimeout"
+            payload = envelope_for_error(ApiError(code, detail=f"{self.deadline:g} s"), request_id, language)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            code = "InternalError"
+            payload = envelope_for_error(ApiError(code), request_id, language)
+        finally:
+            self._in_flight -= 1
+            self.metrics.in_flight.dec()
+        elapsed = time.perf_counter() - started
+        action_label = action if action == "AnalyzeDenseLandmarks" else "other"
+        self.metrics.requests.labels(action_label, code).inc()
+        self.metrics.latency.labels(action_label).observe(elapsed)
+        log.info("%s %s %s %.1f ms", request_id, action_label, code, elapsed * 1000)
+        return JSONResponse(payload, media_type="application/json", headers={"X-Request-Id": request_id})
+
+
+class _DefaultQpsLimiter:
+    """Applies the server's default QPS to keys that set none in the credentials file."""
+
+    def __init__(self, limiter: RateLimiter, default_qps: float | None) -> None:
+        self._limiter = limiter
+        self._default = default_qps
+
+    def acquire(self, secret_id: str, qps: float | None) -> None:
+        self._limiter.acquire(secret_id, qps if qps is not None else self._default)
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, read with a cap: never buffered past the limit of the request's form."""
+    is_form = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+    limit = MAX_V1_BODY_BYTES if is_form and "authorization" not in request.headers else MAX_TC3_BODY_BYTES
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError("RequestSizeLimitExceeded", detail=f"{limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError("RequestSizeLimitExceeded", detail=f"{limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(state: ApiApp) -> Starlette:
+    async def root(request: Request) -> Response:
+        if request.method == "GET" and not request.url.query and "authorization" not in request.headers:
+            return FileResponse(str(STATIC_DIR.joinpath("index.html")), media_type="text/html")
+        return await state.api(request)
+
+    async def healthz(request: Request) -> Response:
+        ready = state.pool is not None
+        body: dict[str, Any] = {"status": "ok" if ready else "starting", "version": __version__}
+        if state.pool is not None:
+            body["workers"] = state.pool.size
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.pool = await asyncio.to_thread(state.pool_factory)
+        log.info("ready: %d inference worker(s)", state.pool.size)
+        try:
+            yield
+        finally:
+            state.pool.close()
+
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+    routes = [
+        Route("/", root, methods=methods),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,99 @@
+"""Wiring: settings → keys, fetcher, service, worker pool → ASGI app → uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import uvicorn
+from starlette.applications import Starlette
+
+from denseface.api import Analyzer
+from denseface.engine import models
+from denseface.rpc.credentials import Credential, CredentialStore, ensure_local_credential
+from denseface.rpc.fetch import UrlFetcher, parse_networks
+from denseface.rpc.service import DenseLandmarkService, ServiceOptions
+from denseface.server.app import ApiApp, WorkerPool, create_app
+from denseface.server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def load_credentials(settings: Settings) -> tuple[CredentialStore, Credential | None]:
+    """The key store, and the generated local key when neither a file nor the environment gives one."""
+    store = CredentialStore.load(settings.credentials)
+    if len(store):
+        return store, None
+    local = ensure_local_credential(settings.config_dir)
+    return CredentialStore([local]), local
+
+
+def build_app(settings: Settings) -> tuple[Starlette, CredentialStore, Credential | None]:
+    models.locate(settings.model_dir)  # fail fast, with the command to run, before binding the port
+    store, local = load_credentials(settings)
+    fetcher = UrlFetcher(
+        allow_networks=parse_networks(settings.url_allow),
+        connect_timeout=settings.url_connect_timeout,
+        deadline=settings.url_deadline,
+    )
+    service = DenseLandmarkService(fetcher, ServiceOptions(min_face_size=settings.min_face_size))
+    state = ApiApp(
+        credentials=store,
+        service=service,
+        pool_factory=lambda: WorkerPool(settings.workers, lambda: Analyzer(settings.model_dir)),
+        default_qps=settings.qps,
+        deadline=settings.deadline,
+    )
+    return create_app(state), store, local
+
+
+def page_link(host: str, port: int, credential: Credential) -> str:
+    """The page URL with the key in the fragment (a fragment is never sent to the server)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - display only
+    return f"http://{shown}:{port}/#sid={quote(credential.secret_id)}&skey={quote(credential.secret_key)}"
+
+
+def serve(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    credentials: str | None = None,
+    model_dir: str | None = None,
+) -> int:
+    settings = Settings.from_env(
+        host=host,
+        port=port,
+        workers=workers,
+        credentials=Path(credentials) if credentials else None,
+        model_dir=Path(model_dir) if model_dir else None,
+    )
+    app, store, local = build_app(settings)
+    ids = ", ".join(c.secret_id for c in store)
+    log.info("accepting keys: %s", ids)
+    if local is not None:
+        # Shown once on the operator's terminal (stdout), never logged: the generated local key.
+        sys.stdout.write(
+            "\n  denseface is starting on http://%s:%d\n"
+            "  local API key: SecretId %s (SecretKey in %s)\n"
+            "  open the page: %s\n\n"
+            % (
+                settings.host,
+                settings.port,
+                local.secret_id,
+                settings.config_dir / "credentials.toml",
+                page_link(settings.host, settings.port, local),
+            )
+        )
+        sys.stdout.flush()
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=False,
+    )
+    return 0

@@ -1,0 +1,60 @@
+"""Server settings: one typed object, from arguments and ``DENSEFACE_*`` environment variables.
+
+| setting | environment | default |
+|---|---|---|
+| host, port | ``DENSEFACE_HOST``, ``DENSEFACE_PORT`` | 127.0.0.1, 8000 |
+| workers (inference threads) | ``DENSEFACE_WORKERS`` | number of CPU cores |
+| credentials (TOML file) | ``DENSEFACE_CREDENTIALS`` | env key, else a generated local key |
+| default per-key QPS | ``DENSEFACE_QPS`` | 20 |
+| deadline per request (s) | ``DENSEFACE_DEADLINE`` | 10 |
+| minimum face size (px) | ``DENSEFACE_MIN_FACE_SIZE`` | 34 |
+| URL allow-list (CIDRs, comma-separated) | ``DENSEFACE_URL_ALLOW`` | none |
+| URL connect timeout / total (s) | ``DENSEFACE_URL_CONNECT_TIMEOUT``, ``DENSEFACE_URL_DEADLINE`` | 3, 10 |
+| config dir (local key) | ``DENSEFACE_CONFIG_DIR`` | the user config dir |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64)
+    credentials: Path | None = None
+    model_dir: Path | None = None
+    qps: float | None = Field(20.0, gt=0)
+    deadline: float = Field(10.0, gt=0)
+    min_face_size: float = Field(34.0, ge=0)
+    url_allow: tuple[str, ...] = ()
+    url_connect_timeout: float = Field(3.0, gt=0)
+    url_deadline: float = Field(10.0, gt=0)
+    config_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_config_dir("denseface")))
+
+    @field_validator("url_allow", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``DENSEFACE_*`` variables, then ``overrides`` (``None`` values are ignored)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            key = f"DENSEFACE_{name.upper()}"
+            if key in env and env[key] != "":
+                values[name] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

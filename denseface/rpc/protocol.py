@@ -155,6 +155,8 @@ class ApiCall:
     params: dict[str, Any]
     timestamp: int
     request_client: str | None = None
+    #: True when ``params`` are decoded strings (GET or v1): pass it to ``parse_analyze_params``.
+    from_query: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- messages
@@ -372,6 +374,7 @@ def _parse_tc3(
         params=params,
         timestamp=timestamp,
         request_client=headers.get("x-tc-requestclient"),
+        from_query=method == "GET",
     )
 
 
@@ -418,6 +421,7 @@ def _parse_v1(
         params={name: value for name, value in fields.items() if name not in COMMON_PARAMS},
         timestamp=timestamp,
         request_client=fields.get("RequestClient"),
+        from_query=True,
     )
 
 

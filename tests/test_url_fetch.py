@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from denseface.errors import ImageDownloadError, ImageSizeExceedError, UrlIllegalError
 from denseface.rpc.fetch import UrlFetcher, forbidden_reason, parse_image_url, parse_networks
@@ -211,6 +213,17 @@ def test_legal_urls(url: str) -> None:
     assert not parsed.fragment
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.text(max_size=100).map(lambda tail: "http://" + tail)))
+def test_arbitrary_text_is_a_url_or_url_illegal(text: str) -> None:
+    try:
+        parsed = parse_image_url(text)
+    except UrlIllegalError:
+        return
+    assert parsed.scheme in {"http", "https"}
+    assert not parsed.userinfo
+
+
 def test_url_length_limit_is_configurable() -> None:
     with pytest.raises(UrlIllegalError):
         parse_image_url("http://example.com/" + "a" * 100, max_length=64)
@@ -396,10 +409,24 @@ def test_redirect_to_a_forbidden_address_is_refused(server: Server, target: str)
     assert server.paths()[start:] == ["/to?" + target.format(port=server.port)]
 
 
-@pytest.mark.parametrize("target", ["ftp://127.0.0.1/a.jpg", "file:///etc/passwd", "http://u:p@127.0.0.1/"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "ftp://127.0.0.1/a.jpg",
+        "file:///etc/passwd",
+        "http://u:p@127.0.0.1/",
+        "http://2130706433/",
+    ],
+)
 def test_redirect_to_an_illegal_url_is_a_download_error(server: Server, target: str) -> None:
     with pytest.raises(ImageDownloadError, match="redirected to a URL that is not allowed"):
         fetcher().fetch_sync(server.url("/to?" + target))
+
+
+def test_redirect_to_an_unparsable_location_is_a_download_error(server: Server) -> None:
+    # httpx itself rejects this Location while reading the response; it is still a download error.
+    with pytest.raises(ImageDownloadError):
+        fetcher().fetch_sync(server.url("/to?http://[::1"))
 
 
 def test_redirect_without_location(server: Server) -> None:

@@ -239,17 +239,22 @@ class UrlFetcher:
             location = await self._get(current, addresses)
             if isinstance(location, bytes):
                 return location
-            try:
-                current = parse_image_url(str(current.join(location)), self.max_url_length)
-            except UrlIllegalError as exc:
-                raise ImageDownloadError(
-                    f"the image server {_host_of(current)} redirected to a URL that is not allowed: "
-                    + exc.message
-                ) from exc
+            current = self._redirect_target(current, location)
             logger.debug("redirect %d: %s -> %s", hop + 1, _host_of(target), _host_of(current))
         raise ImageDownloadError(
             f"downloading the image from {_host_of(target)} needed more than {self.max_redirects} redirects"
         )
+
+    def _redirect_target(self, current: httpx.URL, location: str) -> httpx.URL:
+        """Resolve a ``Location`` against the URL that sent it and check its syntax like the caller's URL."""
+        host = _host_of(current)
+        try:
+            return parse_image_url(str(current.join(location)), self.max_url_length)
+        except UrlIllegalError as exc:
+            reason = exc.message
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            reason = f"the Location is not a valid URL ({type(exc).__name__})"
+        raise ImageDownloadError(f"the image server {host} redirected to a URL that is not allowed: {reason}")
 
     async def _checked_addresses(self, url: httpx.URL) -> list[str]:
         """Resolve once and validate every address; return them (deduplicated, in resolver order)."""

@@ -1,0 +1,40 @@
+// The 14 regions of an AnalyzeDenseLandmarks face (888 points), in response order.
+//
+// shape: "closed" = a closed contour, "open" = an open polyline,
+//        "pupil"  = point 0 is the centre, points 1..31 a closed iris circle.
+// "Left" / "Right" follow Tencent: the side of the *image*, not of the person.
+
+export const REGIONS = [
+  { name: "LeftEye", count: 64, shape: "closed", color: "#38bdf8",
+    order: "Eye on the image's left. Starts at the outer corner and runs around the lid margin." },
+  { name: "RightEye", count: 64, shape: "closed", color: "#818cf8",
+    order: "Eye on the image's right. Starts at its outer corner." },
+  { name: "LeftEyeBrow", count: 64, shape: "closed", color: "#a3e635",
+    order: "Outline of the image-left brow, starting at its outer end." },
+  { name: "RightEyeBrow", count: 64, shape: "closed", color: "#22c55e",
+    order: "Outline of the image-right brow, starting at its outer end." },
+  { name: "MouthOutside", count: 64, shape: "closed", color: "#f43f5e",
+    order: "Outer lip contour, from the image-left mouth corner, counterclockwise." },
+  { name: "MouthInside", count: 64, shape: "closed", color: "#fda4af",
+    order: "Inner lip contour, from the image-left mouth corner, counterclockwise." },
+  { name: "Nose", count: 64, shape: "open", color: "#c084fc",
+    order: "Starts at the bridge between the eyes, runs down the bridge, then around the alae and nostrils." },
+  { name: "LeftPupil", count: 32, shape: "pupil", color: "#f472b6",
+    order: "Point 0 is the pupil centre; 1–31 trace the iris circle clockwise from the top." },
+  { name: "RightPupil", count: 32, shape: "pupil", color: "#fb923c",
+    order: "Point 0 is the pupil centre; 1–31 trace the iris circle clockwise from the top." },
+  { name: "CentralAxis", count: 32, shape: "open", color: "#f8fafc",
+    order: "Face midline, from the forehead above the brows down to the chin." },
+  { name: "Chin", count: 160, shape: "open", color: "#facc15",
+    order: "Face contour, from the image-left side at eye level, down around the chin, up to the image-right side." },
+  { name: "LeftEyeBags", count: 32, shape: "closed", color: "#2dd4bf",
+    order: "Under-eye area of the image-left eye, starting near its inner part." },
+  { name: "RightEyeBags", count: 32, shape: "closed", color: "#67e8f9",
+    order: "Under-eye area of the image-right eye, starting near its inner part." },
+  { name: "Forehead", count: 120, shape: "closed", color: "#fdba74",
+    order: "Outline from the image-left side at eye level, up over the forehead, to the image-right side." },
+];
+
+export const POINTS_PER_FACE = REGIONS.reduce((sum, r) => sum + r.count, 0); // 888
+
+export const REGION_BY_NAME = Object.fromEntries(REGIONS.map((r) => [r.name, r]));

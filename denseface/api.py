@@ -17,7 +17,7 @@ from pathlib import Path
 
 from denseface.engine import models
 from denseface.engine.decode import Decoded, ImageInput, load
-from denseface.engine.detector import FULL_RANGE, FaceDetector
+from denseface.engine.detector import FULL_RANGE, SHORT_RANGE, FaceDetector
 from denseface.engine.layout import default_layout
 from denseface.engine.mesh import FaceMesh
 from denseface.engine.pipeline import FacePipeline, PipelineOptions
@@ -47,6 +47,7 @@ class Analyzer:
             default_layout(),
             PoseEstimator(load_canonical_model(paths[models.GEOMETRY.name])),
             self.options,
+            short_range=FaceDetector(paths[models.SHORT_RANGE.name], SHORT_RANGE, num_threads=num_threads),
         )
         self._lock = threading.Lock()
         log.debug("analyzer ready (models in %s)", paths[models.MESH.name].parent)
@@ -62,7 +63,8 @@ class Analyzer:
             raise ValueError(f"mode must be 0 (up to {MAX_FACES} faces) or 1 (largest face), not {mode!r}")
         decoded = image if isinstance(image, Decoded) else load(image)
         with self._lock:
-            return self._pipeline.run(decoded.rgb, max_faces=1 if mode == 1 else MAX_FACES, rotate=rotate)
+            faces = self._pipeline.run(decoded.rgb, max_faces=1 if mode == 1 else MAX_FACES, rotate=rotate)
+        return faces[:1] if mode == 1 else faces
 
 
 _default: Analyzer | None = None

@@ -83,10 +83,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from denseface.engine import models
 
     directory = Path(args.dir) if args.dir else None
-    if args.action == "fetch":
-        paths = models.fetch(directory, force=args.force)
-    else:
-        paths = models.locate(directory)
+    paths = models.fetch(directory, force=args.force) if args.action == "fetch" else models.locate(directory)
     for name, path in paths.items():
         sys.stdout.write(f"{name}\t{path}\n")
     return 0

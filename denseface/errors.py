@@ -8,9 +8,9 @@ error into the right ``{"Error": {"Code", "Message"}}`` envelope without a secon
     ├── ImageError
     │   ├── ImageDecodeError        not an image, truncated, corrupt       FailedOperation.ImageDecodeFailed
     │   ├── UnsupportedFormatError  a format the caller does not accept    FailedOperation.ImageDecodeFailed
-    │   ├── ImageSizeExceedError    encoded bytes over the limit           FailedOperation.ImageSizeExceed
-    │   ├── ImageResolutionExceedError  too many pixels (from the header)  FailedOperation.ImageResolutionExceed
-    │   ├── ImageTooSmallError      short side under the minimum           FailedOperation.ImageResolutionTooSmall
+    │   ├── ImageSizeExceedError    encoded bytes over the limit     FailedOperation.ImageSizeExceed
+    │   ├── ImageResolutionExceedError  too many pixels (header)     FailedOperation.ImageResolutionExceed
+    │   ├── ImageTooSmallError      short side under the minimum     FailedOperation.ImageResolutionTooSmall
     │   ├── ImageEmptyError         neither image nor URL given            InvalidParameterValue.ImageEmpty
     │   ├── UrlIllegalError         URL malformed / scheme not allowed     InvalidParameterValue.UrlIllegal
     │   └── ImageDownloadError      URL could not be fetched safely        FailedOperation.ImageDownloadError

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from denseface.errors import ImageDecodeError, ImageResolutionExceedError
 
-ImageInput = Union[str, os.PathLike[str], bytes, bytearray, memoryview, Image.Image, npt.NDArray[np.generic]]
+ImageInput = Union[str, os.PathLike[str], bytes, bytearray, memoryview, Image.Image, npt.NDArray[np.generic]]  # noqa: UP007
 RGBArray = npt.NDArray[np.uint8]
 
 # Pillow's own bomb guard, made an error instead of a warning (≈ 8k × 8k).

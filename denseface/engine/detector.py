@@ -49,7 +49,7 @@ class Detection:
 def make_anchors(spec: DetectorSpec) -> F32:
     """Anchor centres (N, 2) in [0, 1], in the model's output order."""
     rows = []
-    for stride, per_cell in zip(spec.strides, spec.anchors_per_cell):
+    for stride, per_cell in zip(spec.strides, spec.anchors_per_cell, strict=False):
         cells = spec.input_size // stride
         ys, xs = np.mgrid[0:cells, 0:cells]
         centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 1, 2)
@@ -115,7 +115,7 @@ def iou(box: F32, boxes: F32) -> F32:
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return (inter / np.maximum(area + areas - inter, 1e-9)).astype(np.float32)
+    return np.asarray(inter / np.maximum(area + areas - inter, 1e-9), dtype=np.float32)
 
 
 def weighted_nms(scores: F32, boxes: F32, keypoints: F32, threshold: float) -> list[Detection]:

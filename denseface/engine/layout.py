@@ -12,6 +12,7 @@ the inner one).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -172,10 +173,10 @@ class Layout:
             named = {"left": oval.left, "right": oval.right}
             stops = [named[s] if isinstance(s, str) else oval.anchors[s] for s in part["oval"]]
             backwards = bool(part.get("backwards", False))
-            return np.concatenate([oval.arc(a, b, backwards=backwards) for a, b in zip(stops, stops[1:])])
+            return np.concatenate([oval.arc(a, b, backwards=backwards) for a, b in itertools.pairwise(stops)])
         chain = part["chain"]
-        named = {"left": oval.point(oval.left), "right": oval.point(oval.right)}
-        ctrl = np.stack([named[c] if isinstance(c, str) else xy[c] for c in chain])
+        ends = {"left": oval.point(oval.left), "right": oval.point(oval.right)}
+        ctrl = np.stack([ends[c] if isinstance(c, str) else xy[c] for c in chain])
         return np.asarray(self._chains[tuple(chain)] @ ctrl, dtype=np.float64)
 
     def build(self, mesh_xy: npt.ArrayLike) -> F32:

@@ -89,14 +89,19 @@ class PoseEstimator:
         self._model = canonical - canonical.mean(axis=0)
 
     def estimate(self, mesh: npt.ArrayLike) -> Pose:
-        pts = np.asarray(mesh, dtype=np.float64)[:CANONICAL_VERTICES, :3]
-        # image frame (x right, y down, z away) → model frame (x right, y up, z towards the viewer)
-        observed = pts * np.array([1.0, -1.0, -1.0])
+        """Scaled-orthographic fit of the canonical model to the mesh's 2D points.
+
+        Only x and y are used: the mesh's z is relative and less reliable than its image position."""
+        pts = np.asarray(mesh, dtype=np.float64)[:CANONICAL_VERTICES, :2]
+        # image frame (x right, y down) → model frame (x right, y up)
+        observed = pts * np.array([1.0, -1.0])
         observed = observed - observed.mean(axis=0)
-        h = self._model.T @ observed
-        u, _, vt = np.linalg.svd(h)
-        d = np.sign(np.linalg.det(vt.T @ u.T))
-        rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T  # model → observed
+        affine, *_ = np.linalg.lstsq(self._model, observed, rcond=None)  # (3, 2): model → image
+        r1, r2 = affine[:, 0], affine[:, 1]
+        # nearest pair of orthonormal rows (polar decomposition of the 2×3 block)
+        u, _, vt = np.linalg.svd(np.stack([r1, r2]), full_matrices=False)
+        rows = u @ vt
+        rot = np.vstack([rows, np.cross(rows[0], rows[1])])
         pitch = math.degrees(math.atan2(rot[2, 1], rot[2, 2]))
         yaw = math.degrees(math.asin(max(-1.0, min(1.0, -rot[2, 0]))))
         roll = math.degrees(math.atan2(rot[1, 0], rot[0, 0]))

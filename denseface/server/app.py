@@ -34,7 +34,6 @@ from starlette.staticfiles import StaticFiles
 from denseface import __version__
 from denseface.api import Analyzer
 from denseface.errors import DensefaceError
-from denseface.rpc import signing
 from denseface.rpc.credentials import RateLimiter
 from denseface.rpc.protocol import (
     MAX_TC3_BODY_BYTES,
@@ -144,12 +143,12 @@ class ApiApp:
                 limiter=self.limiter,
             )
             language, action = call.language, call.action
-            from_query = request.method == "GET" or call.sign_method != signing.TC3_ALGORITHM
-            pool = self.pool
-            fields = await asyncio.wait_for(
-                self.service.handle(call, pool.run, from_query=from_query), self.deadline
-            )
+            handling = self.service.handle(call, self.pool.run, from_query=call.from_query)
+            fields = await asyncio.wait_for(handling, self.deadline)
             payload = success_envelope(fields, request_id)
+        except ApiError as error:  # protocol errors know the language the request asked for
+            code = error.code
+            payload = envelope_for_error(error, request_id, error.language or language)
         except DensefaceError as error:
             code = error.code
             payload = envelope_for_error(error, request_id, language)

@@ -75,17 +75,11 @@ def serve(
     log.info("accepting keys: %s", ids)
     if local is not None:
         # Shown once on the operator's terminal (stdout), never logged: the generated local key.
+        credentials_file = settings.config_dir / "credentials.toml"
         sys.stdout.write(
-            "\n  denseface is starting on http://%s:%d\n"
-            "  local API key: SecretId %s (SecretKey in %s)\n"
-            "  open the page: %s\n\n"
-            % (
-                settings.host,
-                settings.port,
-                local.secret_id,
-                settings.config_dir / "credentials.toml",
-                page_link(settings.host, settings.port, local),
-            )
+            f"\n  denseface is starting on http://{settings.host}:{settings.port}\n"
+            f"  local API key: SecretId {local.secret_id} (SecretKey in {credentials_file})\n"
+            f"  open the page: {page_link(settings.host, settings.port, local)}\n\n"
         )
         sys.stdout.flush()
     uvicorn.run(

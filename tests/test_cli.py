@@ -17,7 +17,7 @@ from tests.conftest import shared
 
 def run(model_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DENSEFACE_MODEL_DIR": str(model_dir)}
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "denseface", *args], capture_output=True, text=True, env=env, timeout=120
     )
 

@@ -24,9 +24,9 @@ ROBUSTNESS = SHARED / "robustness"
 
 # Test keys, written to a temporary credentials file (not secrets).
 SECRET_ID = "AKIDdensefaceTEST0000000000000000000"
-SECRET_KEY = "denseface-test-secret-key-0123456789abcd"  # noqa: S105
+SECRET_KEY = "denseface-test-secret-key-0123456789abcd"
 OTHER_ID = "AKIDdensefaceTEST1111111111111111111"
-OTHER_KEY = "denseface-test-secret-key-other-987654321"  # noqa: S105
+OTHER_KEY = "denseface-test-secret-key-other-987654321"
 
 
 def shared(*parts: str) -> Path:
@@ -98,7 +98,7 @@ def live_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     env.pop("DENSEFACE_SECRET_KEY", None)
     log_path = work / "server.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [sys.executable, "-m", "denseface", "serve", "--port", str(port), "--credentials", str(creds)],
             env=env,
             stdout=log,

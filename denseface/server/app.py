@@ -26,7 +26,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -152,6 +152,9 @@ class ApiApp:
         except DensefaceError as error:
             code = error.code
             payload = envelope_for_error(error, request_id, language)
+        except ClientDisconnect:  # the caller hung up while sending: not a server error, nobody reads this
+            code = "ClientDisconnect"
+            payload = envelope_for_error(ApiError("InvalidRequest", detail="client disconnected"), request_id)
         except asyncio.TimeoutError:
             code = "FailedOperation.RequestTimeout"
             payload = envelope_for_error(ApiError(code, detail=f"{self.deadline:g} s"), request_id, language)

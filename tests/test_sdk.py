@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import math
+import socket
 import threading
 import time
 import types
@@ -650,6 +651,35 @@ def test_raw_messages_localized(http: httpx.Client, live_server: LiveServer) -> 
         assert error_code(response) == "InvalidParameterValue"
         messages[language] = response.json()["Response"]["Error"]["Message"]
     assert messages["zh-CN"] != messages["en-US"]
+
+
+def _request_counts(http: httpx.Client) -> dict[str, float]:
+    """``denseface_requests_total`` by code, from ``/metrics``."""
+    counts: dict[str, float] = {}
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith("denseface_requests_total{"):
+            labels, value = line.rsplit(" ", 1)
+            code = labels.split('code="', 1)[1].split('"', 1)[0]
+            counts[code] = counts.get(code, 0.0) + float(value)
+    return counts
+
+
+def test_client_disconnect_mid_body_is_not_an_internal_error(
+    http: httpx.Client, live_server: LiveServer
+) -> None:
+    before = _request_counts(http)
+    head = (
+        f"POST / HTTP/1.1\r\nHost: {live_server.endpoint}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100000\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", live_server.port)) as sock:
+        sock.sendall(head + b'{"Image": "' + b"A" * 1000)
+    deadline = time.monotonic() + 5
+    while sum(_request_counts(http).values()) <= sum(before.values()):
+        assert time.monotonic() < deadline, "the server never finished the abandoned request"
+        time.sleep(0.05)
+    after = _request_counts(http)
+    assert after.get("InternalError", 0) == before.get("InternalError", 0), after
 
 
 def test_server_still_healthy(live_server: LiveServer, http: httpx.Client) -> None:

@@ -20,6 +20,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -98,11 +99,16 @@ def resample(poly: F64, count: int, *, include_end: bool) -> F64:
     return np.stack([np.interp(targets, cum, poly[:, 0]), np.interp(targets, cum, poly[:, 1])], axis=1)
 
 
+@lru_cache(maxsize=64)
+def _closed_weights(n: int) -> F64:
+    return catmull_rom_weights(n, closed=True)
+
+
 @dataclass(frozen=True)
 class _Oval:
-    """Dense closed face-oval curve with its crossings of the eye line."""
+    """Dense closed face outline with its crossings of the eye line."""
 
-    dense: F64  # (M, 2), list order: top → image right → chin → image left
+    dense: F64  # (M, 2), clockwise on screen: top → image right → chin → image left
     left: float  # fractional index of the image-left crossing
     right: float
     anchors: dict[int, float]  # mesh vertex → fractional index
@@ -133,39 +139,57 @@ class Layout:
     """Compiled layout: ``build(mesh_xy) -> (888, 2)``."""
 
     def __init__(self, table: dict[str, Any]) -> None:
-        self._oval_idx = np.array(table["face_oval"])
-        self._oval_w = catmull_rom_weights(len(self._oval_idx), closed=True)
+        self._silhouette = np.array(table["silhouette"])
         self._eye_line = tuple(table["eye_line"])
         self._chains: dict[tuple[Any, ...], F64] = {}
         self._regions = table["regions"]
+        self._anchor_vertices = sorted(
+            {
+                v
+                for r in self._regions
+                for p in r.get("parts", [])
+                for v in p.get("oval", [])
+                if isinstance(v, int)
+            }
+        )
         for region in self._regions:
             for part in region.get("parts", []):
                 if "chain" in part:
                     key = tuple(part["chain"])
                     self._chains[key] = catmull_rom_weights(len(key), closed=False)
         ibug = table["ibug68"]["points"]
-        self._ibug_index = np.array([REGION_SLICES[name].start + i for name, i in ibug])
+        self._ibug_from_mesh = np.array([name == "mesh" for name, _ in ibug])
+        self._ibug_index = np.array(
+            [i if name == "mesh" else REGION_SLICES[name].start + i for name, i in ibug]
+        )
+
+    def _outline(self, xy: F64) -> F64:
+        """The visible face outline: convex hull of the silhouette vertices, clockwise on screen."""
+        candidates = xy[self._silhouette]
+        hull = cv2.convexHull(candidates.astype(np.float32), returnPoints=False).ravel()
+        ring = candidates[np.sort(hull)] if len(hull) < 3 else candidates[hull]
+        x, y = ring[:, 0], ring[:, 1]
+        if float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y)) < 0:
+            ring = ring[::-1]
+        return np.asarray(_closed_weights(len(ring)) @ ring, dtype=np.float64)
 
     def _oval(self, xy: F64) -> _Oval:
-        dense = self._oval_w @ xy[self._oval_idx]
+        dense = self._outline(xy)
         a, b = xy[self._eye_line[0]], xy[self._eye_line[1]]
         axis = (b - a) / max(float(np.linalg.norm(b - a)), 1e-9)
         down = np.array([-axis[1], axis[0]])
-        level = (dense - (a + b) / 2.0) @ down  # signed distance below the eye line
-        u = (dense - (a + b) / 2.0) @ axis
-        m = len(dense)
-        crossings: list[tuple[float, float]] = []
-        for i in range(m):
-            l0, l1 = level[i], level[(i + 1) % m]
-            if (l0 <= 0 < l1) or (l1 <= 0 < l0):
-                f = l0 / (l0 - l1)
-                crossings.append((i + f, float(u[i] + f * (u[(i + 1) % m] - u[i]))))
-        if len(crossings) >= 2:
-            left = min(crossings, key=lambda c: c[1])[0]
-            right = max(crossings, key=lambda c: c[1])[0]
-        else:  # extreme pitch: fall back to the oval's widest points
+        rel = dense - (a + b) / 2.0
+        level, u = rel @ down, rel @ axis  # below the eye line, along it
+        nxt = np.roll(np.arange(len(dense)), -1)
+        crosses = np.flatnonzero(((level <= 0) & (level[nxt] > 0)) | ((level[nxt] <= 0) & (level > 0)))
+        if len(crosses) >= 2:
+            frac = level[crosses] / (level[crosses] - level[nxt[crosses]])
+            along = u[crosses] + frac * (u[nxt[crosses]] - u[crosses])
+            left = float(crosses[np.argmin(along)] + frac[np.argmin(along)])
+            right = float(crosses[np.argmax(along)] + frac[np.argmax(along)])
+        else:  # extreme pitch: fall back to the outline's widest points
             left, right = float(np.argmin(u)), float(np.argmax(u))
-        anchors = {int(v): float(k * SUBDIVISIONS) for k, v in enumerate(self._oval_idx)}
+        anchors = {v: float(np.argmin(np.linalg.norm(dense - xy[v], axis=1))) for v in self._anchor_vertices}
         return _Oval(dense, left, right, anchors, axis)
 
     def _polyline(self, part: dict[str, Any], xy: F64, oval: _Oval) -> F64:
@@ -195,8 +219,13 @@ class Layout:
                 out.append(resample(self._polyline(part, xy, oval), part["count"], include_end=include_end))
         return np.concatenate(out).astype(np.float32)
 
-    def ibug68(self, points: F32) -> F32:
-        return np.asarray(points[self._ibug_index], dtype=np.float32)
+    def ibug68(self, mesh_xy: F32, points: F32) -> F32:
+        out = np.where(
+            self._ibug_from_mesh[:, None],
+            mesh_xy[np.where(self._ibug_from_mesh, self._ibug_index, 0), :2],
+            points[np.where(self._ibug_from_mesh, 0, self._ibug_index)],
+        )
+        return np.asarray(out, dtype=np.float32)
 
 
 def _iris(xy: F64, spec: dict[str, Any], count: int, axis: F64) -> F64:
@@ -223,6 +252,5 @@ def build_points(mesh_xy: npt.ArrayLike) -> F32:
 
 
 def ibug68_from_mesh(mesh_xy: F32, points: F32) -> F32:
-    """The 300-W 68 points (taken from the 888 layout; ``mesh_xy`` kept for API symmetry)."""
-    del mesh_xy
-    return default_layout().ibug68(points)
+    """The 300-W 68 points, from the 888 layout and (lips) the mesh."""
+    return default_layout().ibug68(mesh_xy, points)

@@ -128,12 +128,15 @@ class FacePipeline:
     def landmark(self, rgb: RGB, det: Detection) -> Face | None:
         """A Face for one detection, or None when the mesh says there is no face there."""
         result = self.mesh.run(rgb, roi_from_detection(det))
-        if result.presence < self.options.presence_threshold:
-            return None
+        threshold = self.options.presence_threshold
         if self.options.refine:
+            # the crop from the first pass's landmarks is better aligned; it also rescues faces
+            # whose detector crop was poor (first-pass presence low, second high)
             second = self.mesh.run(rgb, roi_from_landmarks(result.points))
-            if second.presence >= self.options.presence_threshold:
+            if second.presence >= threshold:
                 result = second
+        if result.presence < threshold:
+            return None
         return self._face(det, result)
 
     def _face(self, det: Detection, result: MeshResult) -> Face:

@@ -411,6 +411,37 @@ def test_gif(live_server: LiveServer, small_photo: Photo) -> None:
     assert_error(make_client(live_server), make_request(Image=gif), "FailedOperation.ImageDecodeFailed")
 
 
+@pytest.mark.parametrize(
+    ("fmt", "mode", "code"),
+    [
+        ("PNG", "RGB", None),
+        ("PNG", "RGBA", None),
+        ("PNG", "L", None),
+        ("BMP", "RGB", None),
+        ("WEBP", "RGB", "FailedOperation.ImageDecodeFailed"),
+        ("TIFF", "RGB", "FailedOperation.ImageDecodeFailed"),
+    ],
+)
+def test_formats(live_server: LiveServer, small_photo: Photo, fmt: str, mode: str, code: str | None) -> None:
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(small_photo.data)) as image:
+        image.convert(mode).save(buffer, fmt)
+    request = make_request(Image=base64.b64encode(buffer.getvalue()).decode())
+    if code is None:
+        check_faces(call(make_client(live_server), request), small_photo)
+    else:
+        assert_error(make_client(live_server), request, code)
+
+
+def test_non_jpeg_over_2000(live_server: LiveServer) -> None:
+    client = make_client(live_server)
+    for fmt in ("PNG", "BMP"):
+        buffer = io.BytesIO()
+        Image.new("RGB", (2001, 100), (90, 90, 90)).save(buffer, fmt)
+        request = make_request(Image=base64.b64encode(buffer.getvalue()).decode())
+        assert_error(client, request, "FailedOperation.ImageResolutionExceed")
+
+
 def test_not_an_image(live_server: LiveServer) -> None:
     client = make_client(live_server)
     garbage = base64.b64encode(b"hello, this is not an image" * 10).decode()

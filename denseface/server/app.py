@@ -51,7 +51,7 @@ from denseface.rpc.service import DenseLandmarkService
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STATIC_DIR = resources.files("denseface.server").joinpath("static")
-MAX_IN_FLIGHT_PER_WORKER = 16  # API requests admitted at once (bounds memory: each holds ≤ 10 MB of body)
+MAX_IN_FLIGHT_PER_WORKER = 32  # API requests admitted at once (bounds memory: each holds ≤ 10 MB of body)
 
 
 class WorkerPool:

@@ -151,3 +151,18 @@ def test_resample_and_spline_helpers() -> None:
     np.testing.assert_allclose(out[:, 0], np.arange(11.0))
     out = resample(line, 10, include_end=False)
     np.testing.assert_allclose(out[:, 0], np.arange(10.0))
+
+
+def test_page_and_overlay_share_one_palette_and_layout() -> None:
+    import re
+    from pathlib import Path
+
+    from denseface.engine.draw import NOSE_BRIDGE, REGION_COLORS
+
+    js = (Path(__file__).parents[1] / "denseface" / "server" / "static" / "regions.js").read_text()
+    found = re.findall(r'name: "(\w+)", count: (\d+), shape: "\w+", color: "#([0-9a-f]{6})"', js)
+    assert [name for name, _, _ in found] == list(REGION_NAMES)
+    assert {name: int(count) for name, count, _ in found} == EXPECTED_COUNTS
+    for name, _, color in found:
+        assert REGION_COLORS[name] == tuple(int(color[i : i + 2], 16) for i in (0, 2, 4))
+    assert f"pieces: [{NOSE_BRIDGE}]" in js

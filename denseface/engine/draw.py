@@ -13,23 +13,25 @@ from denseface.engine.result import Face
 
 RGB = npt.NDArray[np.uint8]
 
-# One colour per region (RGB), distinguishable on skin tones; the page uses the same table.
+# One colour per region (RGB); the page uses the same palette (server/static/regions.js, tested).
 REGION_COLORS: dict[str, tuple[int, int, int]] = {
-    "LeftEye": (0, 200, 255),
-    "RightEye": (0, 140, 255),
-    "LeftEyeBrow": (255, 170, 0),
-    "RightEyeBrow": (255, 110, 0),
-    "MouthOutside": (255, 40, 90),
-    "MouthInside": (255, 120, 200),
-    "Nose": (90, 230, 70),
-    "LeftPupil": (250, 250, 60),
-    "RightPupil": (230, 210, 0),
-    "CentralAxis": (200, 200, 200),
-    "Chin": (170, 90, 255),
-    "LeftEyeBags": (0, 230, 170),
-    "RightEyeBags": (0, 180, 130),
-    "Forehead": (255, 220, 140),
+    "LeftEye": (56, 189, 248),  # #38bdf8
+    "RightEye": (129, 140, 248),  # #818cf8
+    "LeftEyeBrow": (163, 230, 53),  # #a3e635
+    "RightEyeBrow": (34, 197, 94),  # #22c55e
+    "MouthOutside": (244, 63, 94),  # #f43f5e
+    "MouthInside": (253, 164, 175),  # #fda4af
+    "Nose": (192, 132, 252),  # #c084fc
+    "LeftPupil": (244, 114, 182),  # #f472b6
+    "RightPupil": (251, 146, 60),  # #fb923c
+    "CentralAxis": (248, 250, 252),  # #f8fafc
+    "Chin": (250, 204, 21),  # #facc15
+    "LeftEyeBags": (45, 212, 191),  # #2dd4bf
+    "RightEyeBags": (103, 232, 249),  # #67e8f9
+    "Forehead": (253, 186, 116),  # #fdba74
 }
+# Wide outlines first, so eyes, brows and lips stay visible on top of them.
+UNDERNEATH = ("Forehead", "Chin", "CentralAxis", "LeftEyeBags", "RightEyeBags")
 NOSE_BRIDGE = 24  # Nose points 0–23 are the bridge, 24–63 the alar contour (two open polylines)
 
 
@@ -57,7 +59,8 @@ def draw_faces(
             cv2.rectangle(
                 out, _fixed((x, y)), _fixed((x + w, y + h)), (255, 255, 255), thickness, cv2.LINE_AA, shift
             )
-        for name in regions:
+        ordered = [n for n in UNDERNEATH if n in regions] + [n for n in regions if n not in UNDERNEATH]
+        for name in ordered:
             pts = face.points[REGION_SLICES[name]]
             color = REGION_COLORS[name]
             for line, closed in polylines(name, pts):

@@ -5,7 +5,7 @@
 // landmark coordinates are used exactly as returned while lines and dots keep a constant
 // on-screen size whatever the zoom.
 
-import { REGIONS } from "./regions.js";
+import { DRAW_ORDER, REGIONS } from "./regions.js";
 
 /** Points of a region as [[x, y], ...] from the response's [{X, Y}, ...]. */
 function pointsOf(face, region) {
@@ -46,7 +46,11 @@ function drawRegion(ctx, face, region, unit) {
   if (region.shape === "pupil") {
     strokePath(ctx, points.slice(1), true, unit);
   } else {
-    strokePath(ctx, points, region.shape === "closed", unit);
+    // a region may be several polylines (the Nose: bridge, then alar contour)
+    const cuts = [0, ...(region.pieces || []), points.length];
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      strokePath(ctx, points.slice(cuts[i], cuts[i + 1]), region.shape === "closed", unit);
+    }
   }
   ctx.globalAlpha = 1;
   fillDots(ctx, points, 1.6 * unit);
@@ -112,7 +116,7 @@ export function render(ctx, { image, width, height, faces, hidden, boxes, scale,
   let drawn = 0;
   faces.forEach((face, index) => {
     if (boxes) drawBox(ctx, face, index, unit);
-    for (const region of REGIONS) {
+    for (const region of DRAW_ORDER) {
       if (!hidden.has(region.name)) drawn += drawRegion(ctx, face, region, unit);
     }
   });

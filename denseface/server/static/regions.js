@@ -17,8 +17,8 @@ export const REGIONS = [
     order: "Outer lip contour, from the image-left mouth corner, counterclockwise." },
   { name: "MouthInside", count: 64, shape: "closed", color: "#fda4af",
     order: "Inner lip contour, from the image-left mouth corner, counterclockwise." },
-  { name: "Nose", count: 64, shape: "open", color: "#c084fc",
-    order: "Starts at the bridge between the eyes, runs down the bridge, then around the alae and nostrils." },
+  { name: "Nose", count: 64, shape: "open", color: "#c084fc", pieces: [24],
+    order: "Two open lines: points 0–23 the bridge from between the eyes to the tip; 24–63 the alar contour and nostril base, image-left to image-right." },
   { name: "LeftPupil", count: 32, shape: "pupil", color: "#f472b6",
     order: "Point 0 is the pupil centre; 1–31 trace the iris circle clockwise from the top." },
   { name: "RightPupil", count: 32, shape: "pupil", color: "#fb923c",
@@ -33,6 +33,13 @@ export const REGIONS = [
     order: "Under-eye area of the image-right eye, starting near its inner part." },
   { name: "Forehead", count: 120, shape: "closed", color: "#fdba74",
     order: "Outline from the image-left side at eye level, up over the forehead, to the image-right side." },
+];
+
+// Drawing order: wide outlines first, so eyes, brows and lips stay on top of them.
+const UNDERNEATH = new Set(["Forehead", "Chin", "CentralAxis", "LeftEyeBags", "RightEyeBags"]);
+export const DRAW_ORDER = [
+  ...REGIONS.filter((r) => UNDERNEATH.has(r.name)),
+  ...REGIONS.filter((r) => !UNDERNEATH.has(r.name)),
 ];
 
 export const POINTS_PER_FACE = REGIONS.reduce((sum, r) => sum + r.count, 0); // 888

@@ -1,7 +1,5 @@
 """End-to-end latency (encoded bytes → 888 points) on one thread, beside the invoke floor and MediaPipe.
-
-    python benchmarks/speed.py [--quick] [--no-mediapipe] [--json OUT] [--profile]
-
+(``python benchmarks/speed.py [--quick] [--no-mediapipe] [--json OUT] [--profile]``)
 Every pipeline runs in a fresh subprocess pinned to one CPU (peak RSS is per pipeline and includes
 Python, numpy, OpenCV and LiteRT). LiteRT uses num_threads=1, OpenCV ``cv2.setNumThreads(1)``, OMP/BLAS
 one thread. Photos are made from shared images and JPEG-encoded once; every timed run decodes the bytes.
@@ -70,13 +68,9 @@ def make_photos(out: Path) -> dict[str, list[str]]:
     width = round(photo.width * 1080 / photo.height)
     wide = Image.new("RGB", (1920, 1080), (128, 128, 128))
     wide.paste(photo.resize((width, 1080), Image.Resampling.LANCZOS), ((1920 - width) // 2, 0))
-    rotations = [save(portrait.rotate(90 * k, expand=True), f"rot{90 * k}.jpg") for k in range(4)]
-    return {
-        "portrait": [save(portrait, "portrait.jpg")],
-        "group": [save(group, "group.jpg")],
-        "wide": [save(wide, "wide.jpg")],
-        "rotations": rotations,
-    }
+    views = {"portrait": [portrait], "group": [group], "wide": [wide]}
+    views["rotations"] = [portrait.rotate(90 * k, expand=True) for k in range(4)]  # counterclockwise
+    return {key: [save(img, f"{key}{i}.jpg") for i, img in enumerate(imgs)] for key, imgs in views.items()}
 
 
 def task_file(explicit: Path | None) -> Path:
@@ -150,7 +144,7 @@ def denseface_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from denseface.engine.pipeline import PipelineOptions
 
     cv2.setNumThreads(1)
-    rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_import = peak_rss_mb()
     analyzer = Analyzer(spec["model_dir"], num_threads=1, options=PipelineOptions(**spec["options"]))
     pipeline = analyzer._pipeline  # the benchmark needs the interpreters; not public API
     det, mesh = InvokeMeter(pipeline.detector._interp), InvokeMeter(pipeline.mesh._interp)
@@ -182,7 +176,7 @@ def denseface_worker(spec: dict[str, Any]) -> dict[str, Any]:
         case["floor_back_to_back_ms"] = statistics.median(floors)
     if spec["profile"]:
         out["profile"] = {key: profile(run, n, spec["runs"], det, mesh) for key, (run, n) in runners.items()}
-    out.update(raw_invoke_ms=raw, rss_import_kb=rss_import)
+    out.update(raw_invoke_ms=raw, rss_after_import_mb=rss_import)
     return out
 
 
@@ -259,13 +253,13 @@ def mediapipe_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import mediapipe as mp
     from mediapipe.tasks.python import BaseOptions, vision
 
-    rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_import = peak_rss_mb()
     base = BaseOptions(model_asset_path=spec["task"])
     options = vision.FaceLandmarkerOptions(
         base_options=base, running_mode=vision.RunningMode.IMAGE, num_faces=5
     )
     landmarker = vision.FaceLandmarker.create_from_options(options)
-    out: dict[str, Any] = {"cases": {}, "rss_import_kb": rss_import, "version": mp.__version__}
+    out: dict[str, Any] = {"cases": {}, "rss_after_import_mb": rss_import, "version": mp.__version__}
     for key, _label, _rotate in CASES:
         paths = spec["images"][key]
 
@@ -278,12 +272,21 @@ def mediapipe_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def peak_rss_mb() -> float:
+    """Peak RSS of this process. Linux: VmHWM, because ru_maxrss also keeps the parent's peak across
+    the (v)fork + exec that started this worker; elsewhere ru_maxrss (KiB on Linux, bytes on macOS)."""
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.exists() else []:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
 def worker(spec: dict[str, Any]) -> None:
     if spec["cpu"] >= 0 and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {spec["cpu"]})
     out = mediapipe_worker(spec) if spec["name"] == MEDIAPIPE else denseface_worker(spec)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["rss_after_import_mb"] = out.pop("rss_import_kb") / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     print("\n@@RESULT@@" + json.dumps(out))
 
 
@@ -340,9 +343,7 @@ def report(results: dict[str, dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 3 runs after 1 warm-up, default config"
-    )
+    parser.add_argument("--quick", action="store_true", help="smoke test: 3 runs, 1 warm-up, default config")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per photo (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="warm-up runs per photo (default 3)")
     parser.add_argument("--no-mediapipe", action="store_true", help="skip MediaPipe Tasks")

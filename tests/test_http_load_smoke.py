@@ -1,0 +1,34 @@
+"""The HTTP load benchmark runs end to end with tiny settings: a real server, 0 errors, a table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_http_load_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "http_load.py")]
+    args = ["--duration", "1", "--levels", "1,4", "--no-library", "--warmup", "2", "--json", str(out)]
+    done = subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "DENSEFACE_MODEL_DIR": str(model_dir)},
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "| concurrency | requests | req/s |" in done.stdout
+    report = json.loads(out.read_text())
+    assert [level["concurrency"] for level in report["levels"]] == [1, 4]
+    for level in report["levels"]:
+        assert level["requests"] > 0
+        assert level["errors"] == 0, level["error_codes"]
+        assert level["rss_before_mb"] > 0
+        assert level["rss_after_mb"] > 0

@@ -24,6 +24,7 @@ from denseface.errors import ImageDecodeError, ImageResolutionExceedError
 ImageInput = Union[str, os.PathLike[str], bytes, bytearray, memoryview, Image.Image, npt.NDArray[np.generic]]  # noqa: UP007
 RGBArray = npt.NDArray[np.uint8]
 
+EXIF_ORIENTATION = 0x0112
 # Pillow's own bomb guard, made an error instead of a warning (≈ 8k × 8k).
 MAX_PIXELS = 64_000_000
 
@@ -84,11 +85,14 @@ def decode_bytes(data: bytes) -> Decoded:
 
 
 def pil_to_rgb(img: Image.Image) -> RGBArray:
-    """Oriented RGB copy of a PIL image, whatever its mode."""
-    oriented = ImageOps.exif_transpose(img)
-    if oriented is None:  # pragma: no cover - exif_transpose returns an image unless in_place
-        oriented = img
+    """Oriented RGB copy of a PIL image, whatever its mode (one copy for the common RGB case)."""
+    oriented = img
+    if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        transposed = ImageOps.exif_transpose(img)
+        oriented = transposed if transposed is not None else img
     mode = oriented.mode
+    if mode == "RGB":
+        return np.asarray(oriented, dtype=np.uint8)
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(oriented, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0

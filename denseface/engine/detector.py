@@ -8,6 +8,7 @@ array passed in; keypoints are (right eye, left eye, nose tip, mouth, right ear,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,10 +92,12 @@ class FaceDetector:
         raw = self._interp.get_tensor(self._regressors_index)[0]
         logits = self._interp.get_tensor(self._scores_index)[0, :, 0]
         threshold = self.spec.score_threshold if score_threshold is None else score_threshold
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
-        keep = np.flatnonzero(scores >= threshold)
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"score_threshold must be in (0, 1), not {threshold}")
+        keep = np.flatnonzero(logits >= math.log(threshold / (1.0 - threshold)))  # sigmoid(x) >= t
         if keep.size == 0:
             return []
+        scores = (1.0 / (1.0 + np.exp(-np.clip(logits[keep], -80.0, 80.0)))).astype(np.float32)
         anchors = self._anchors[keep]
         reg = raw[keep] / size
         centres = reg[:, 0:2] + anchors
@@ -104,7 +107,7 @@ class FaceDetector:
         # model input [0, 1] → image pixels (undo the letterbox)
         boxes = (boxes * size - np.array([left, top, left, top], np.float32)) / scale
         keypoints = (keypoints * size - np.array([left, top], np.float32)) / scale
-        return weighted_nms(scores[keep], boxes, keypoints, self.spec.nms_iou)
+        return weighted_nms(scores, boxes, keypoints, self.spec.nms_iou)
 
 
 def iou(box: F32, boxes: F32) -> F32:

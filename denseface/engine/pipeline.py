@@ -14,22 +14,32 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
 from denseface.engine.detector import Detection, FaceDetector, iou
 from denseface.engine.layout import Layout
-from denseface.engine.mesh import FaceMesh, MeshResult, roi_from_detection, roi_from_landmarks
+from denseface.engine.mesh import FaceMesh, MeshResult, Roi, roi_from_detection, roi_from_landmarks
 from denseface.engine.pose import PoseEstimator
 from denseface.engine.result import Box, Face
 
 F32 = npt.NDArray[np.float32]
 RGB = npt.NDArray[np.uint8]
 
+# np.rot90(image, k) as OpenCV rotations (much faster than a numpy copy of a rotated view)
+_CV2_ROTATIONS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
+
 DETECTOR_MIN_FACE = 12.0  # px in the detector's 192² input below which the full-range model misses faces
 TILE_OVERLAP = 0.25
 LARGEST_MARGIN = 0.8  # Mode 1 compares final boxes of detections at least this size of the largest
-NESTED = 0.6  # a face box this much inside another (intersection / smaller area) is the same face
+NESTED = 0.6
+# second mesh pass only when the landmark crop moved more than this from the detector crop
+REFINE_SHIFT = 0.04  # of the crop side
+REFINE_SCALE = 0.08
+REFINE_TURN = math.radians(
+    4.0
+)  # a face box this much inside another (intersection / smaller area) is the same face
 
 
 @dataclass(frozen=True)
@@ -91,18 +101,17 @@ class FacePipeline:
         self.options = options or PipelineOptions()
 
     # -- finding faces -------------------------------------------------------------------------
-    def _detect_upright(self, rgb: RGB) -> list[Detection]:
-        height, width = rgb.shape[:2]
-        found = self.detector.detect(rgb, score_threshold=self.options.score_threshold)
+    def _detect_upright(self, img: RGB, tile_side: int | None) -> list[Detection]:
+        """Detections in ``img`` (already downscaled), in its own pixel frame."""
+        threshold = self.options.score_threshold
+        found = self.detector.detect(img, score_threshold=threshold)
         if self.short_range is not None:  # 1.4 ms; better on large, close and partly cut-off faces
-            found += self.short_range.detect(rgb, score_threshold=self.options.score_threshold)
-        side = round(self.options.min_face_size * self.detector.spec.input_size / DETECTOR_MIN_FACE)
-        if max(width, height) > side * 1.1:
-            for x0, y0, x1, y1 in tiles(width, height, side):
-                for det in self.detector.detect(
-                    rgb[y0:y1, x0:x1], score_threshold=self.options.score_threshold
-                ):
-                    offset = np.array([x0, y0], np.float32)
+            found += self.short_range.detect(img, score_threshold=threshold)
+        if tile_side is not None:
+            height, width = img.shape[:2]
+            for x0, y0, x1, y1 in tiles(width, height, tile_side):
+                offset = np.array([x0, y0], np.float32)
+                for det in self.detector.detect(img[y0:y1, x0:x1], score_threshold=threshold):
                     box = (det.box[0] + x0, det.box[1] + y0, det.box[2] + x0, det.box[3] + y0)
                     found.append(Detection(det.score, box, det.keypoints + offset))
         return found
@@ -110,31 +119,43 @@ class FacePipeline:
     def detect(self, rgb: RGB, *, rotate: bool) -> list[Detection]:
         """Faces in the image, merged over tiles and orientations, largest first."""
         height, width = rgb.shape[:2]
+        size = self.detector.spec.input_size
+        # a tile of this many image pixels shows a face of min_face_size at the detector's limit
+        side = self.options.min_face_size * size / DETECTOR_MIN_FACE
+        tiled = max(width, height) > side * 1.1
+        # one downscale serves the whole view, every tile (each exactly the detector's input) and
+        # every orientation
+        scale = min(1.0, size / side if tiled else size / max(width, height))
+        small = rgb
+        if scale < 1.0:
+            dims = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = cv2.resize(rgb, dims, interpolation=cv2.INTER_AREA)
+        sh, sw = small.shape[:2]
         found: list[Detection] = []
         for k in range(4) if rotate else (0,):
-            view = rgb if k == 0 else np.ascontiguousarray(np.rot90(rgb, k))
-            for det in self._detect_upright(view):
-                if k == 0:
-                    found.append(det)
-                    continue
+            view = small if k == 0 else cv2.rotate(small, _CV2_ROTATIONS[k])
+            for det in self._detect_upright(view, size if tiled else None):
                 x0, y0, x1, y1 = det.box
-                corners = to_original(np.array([[x0, y0], [x1, y1]], np.float32), k, width, height)
+                corners = to_original(np.array([[x0, y0], [x1, y1]], np.float32), k, sw, sh) / scale
                 lo, hi = corners.min(axis=0), corners.max(axis=0)
                 box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
-                found.append(Detection(det.score, box, to_original(det.keypoints, k, width, height)))
+                found.append(Detection(det.score, box, to_original(det.keypoints, k, sw, sh) / scale))
         return _merge(found, self.options.nms_iou)
 
     # -- landmarks -----------------------------------------------------------------------------
     def landmark(self, rgb: RGB, det: Detection) -> Face | None:
         """A Face for one detection, or None when the mesh says there is no face there."""
-        result = self.mesh.run(rgb, roi_from_detection(det))
+        first_roi = roi_from_detection(det)
+        result = self.mesh.run(rgb, first_roi)
         threshold = self.options.presence_threshold
         if self.options.refine:
-            # the crop from the first pass's landmarks is better aligned; it also rescues faces
-            # whose detector crop was poor (first-pass presence low, second high)
-            second = self.mesh.run(rgb, roi_from_landmarks(result.points))
-            if second.presence >= threshold:
-                result = second
+            # the crop from the first pass's landmarks is better aligned; a second pass pays off when
+            # it differs from the detector's crop (or rescues a face the first crop framed poorly)
+            second_roi = roi_from_landmarks(result.points)
+            if result.presence < threshold or _misaligned(first_roi, second_roi):
+                second = self.mesh.run(rgb, second_roi)
+                if second.presence >= threshold:
+                    result = second
         if result.presence < threshold:
             return None
         return self._face(det, result)
@@ -170,6 +191,13 @@ class FacePipeline:
                 break
         faces.sort(key=lambda f: f.box.width * f.box.height, reverse=True)
         return faces
+
+
+def _misaligned(a: Roi, b: Roi) -> bool:
+    """Whether two crops of one face differ enough for a second mesh pass to be worth it."""
+    shift = math.hypot(a.cx - b.cx, a.cy - b.cy) / b.size
+    turn = abs(math.remainder(a.angle - b.angle, 2 * math.pi))
+    return shift > REFINE_SHIFT or abs(a.size / b.size - 1.0) > REFINE_SCALE or turn > REFINE_TURN
 
 
 def _merge(found: list[Detection], threshold: float) -> list[Detection]:

@@ -129,11 +129,11 @@ class FacePipeline:
         small = rgb
         if scale < 1.0:
             dims = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = cv2.resize(rgb, dims, interpolation=cv2.INTER_AREA)
+            small = np.asarray(cv2.resize(rgb, dims, interpolation=cv2.INTER_AREA), dtype=np.uint8)
         sh, sw = small.shape[:2]
         found: list[Detection] = []
         for k in range(4) if rotate else (0,):
-            view = small if k == 0 else cv2.rotate(small, _CV2_ROTATIONS[k])
+            view = small if k == 0 else np.asarray(cv2.rotate(small, _CV2_ROTATIONS[k]), dtype=np.uint8)
             for det in self._detect_upright(view, size if tiled else None):
                 x0, y0, x1, y1 = det.box
                 corners = to_original(np.array([[x0, y0], [x1, y1]], np.float32), k, sw, sh) / scale

@@ -135,6 +135,36 @@ class _Oval:
         return np.concatenate([self.point(start)[None], mid, self.point(stop)[None]])
 
 
+class _StaticParts:
+    """Every part that is a fixed chain of mesh vertices, evaluated in one batch: one matrix product
+    for all the splines, one interpolation for all the arc-length resampling."""
+
+    def __init__(self, parts: list[tuple[list[int], int, bool, int]]) -> None:
+        weights = [catmull_rom_weights(len(chain), closed=False) for chain, _, _, _ in parts]
+        rows = np.cumsum([0] + [w.shape[0] for w in weights])
+        cols = np.cumsum([0] + [w.shape[1] for w in weights])
+        self._weights = np.zeros((rows[-1], cols[-1]))
+        for w, r, c in zip(weights, rows, cols):
+            self._weights[r : r + w.shape[0], c : c + w.shape[1]] = w
+        self._vertices = np.concatenate([chain for chain, _, _, _ in parts])
+        self._first, self._last = rows[:-1], rows[1:] - 1  # dense rows where each part starts / ends
+        part_id = np.concatenate([np.full(count, i) for i, (_, count, _, _) in enumerate(parts)])
+        self._part_id = part_id
+        self._step = np.concatenate([np.arange(count) for _, count, _, _ in parts])
+        self._steps = np.array([max(1, count - 1 if end else count) for _, count, end, _ in parts], float)
+        self._where = np.concatenate([np.arange(start, start + count) for _, count, _, start in parts])
+
+    def build(self, xy: F64, out: F64) -> None:
+        dense = self._weights @ xy[self._vertices]
+        seg = np.linalg.norm(np.diff(dense, axis=0), axis=1)
+        seg[self._last[:-1]] = 1.0  # a gap between parts keeps the cumulative length increasing
+        cum = np.concatenate([[0.0], np.cumsum(seg)])
+        start, stop = cum[self._first], cum[self._last]
+        t = start[self._part_id] + self._step * ((stop - start) / self._steps)[self._part_id]
+        out[self._where, 0] = np.interp(t, cum, dense[:, 0])
+        out[self._where, 1] = np.interp(t, cum, dense[:, 1])
+
+
 class Layout:
     """Compiled layout: ``build(mesh_xy) -> (888, 2)``."""
 
@@ -152,11 +182,26 @@ class Layout:
                 if isinstance(v, int)
             }
         )
+        self._dynamic: list[tuple[dict[str, Any], dict[str, Any] | None, bool, slice]] = []
+        static: list[tuple[list[int], int, bool, int]] = []  # chain, count, include_end, output start
+        cursor = 0
         for region in self._regions:
-            for part in region.get("parts", []):
-                if "chain" in part:
-                    key = tuple(part["chain"])
-                    self._chains[key] = catmull_rom_weights(len(key), closed=False)
+            if "iris" in region:
+                self._dynamic.append((region, None, False, slice(cursor, cursor + region["count"])))
+                cursor += region["count"]
+                continue
+            parts = region["parts"]
+            for k, part in enumerate(parts):
+                include_end = bool(part.get("end", False)) or (k == len(parts) - 1 and not region["closed"])
+                chain = part.get("chain", [])
+                if chain and all(isinstance(v, int) for v in chain):
+                    static.append((chain, part["count"], include_end, cursor))
+                else:
+                    if chain:
+                        self._chains[tuple(chain)] = catmull_rom_weights(len(chain), closed=False)
+                    self._dynamic.append((region, part, include_end, slice(cursor, cursor + part["count"])))
+                cursor += part["count"]
+        self._static = _StaticParts(static)
         ibug = table["ibug68"]["points"]
         self._ibug_from_mesh = np.array([name == "mesh" for name, _ in ibug])
         self._ibug_index = np.array(
@@ -206,18 +251,15 @@ class Layout:
     def build(self, mesh_xy: npt.ArrayLike) -> F32:
         """888 points from a (478, 2+) mesh in image pixels."""
         xy = np.asarray(mesh_xy, dtype=np.float64)[:, :2]
+        out = np.empty((TOTAL_POINTS, 2), np.float64)
+        self._static.build(xy, out)
         oval = self._oval(xy)
-        out: list[F64] = []
-        for region in self._regions:
-            if "iris" in region:
-                out.append(_iris(xy, region["iris"], region["count"], oval.axis))
-                continue
-            parts = region["parts"]
-            for k, part in enumerate(parts):
-                last = k == len(parts) - 1
-                include_end = bool(part.get("end", False)) or (last and not region["closed"])
-                out.append(resample(self._polyline(part, xy, oval), part["count"], include_end=include_end))
-        return np.concatenate(out).astype(np.float32)
+        for region, part, include_end, where in self._dynamic:
+            if part is None:
+                out[where] = _iris(xy, region["iris"], region["count"], oval.axis)
+            else:
+                out[where] = resample(self._polyline(part, xy, oval), part["count"], include_end=include_end)
+        return out.astype(np.float32)
 
     def ibug68(self, mesh_xy: F32, points: F32) -> F32:
         out = np.where(

@@ -144,7 +144,7 @@ class _StaticParts:
         rows = np.cumsum([0] + [w.shape[0] for w in weights])
         cols = np.cumsum([0] + [w.shape[1] for w in weights])
         self._weights = np.zeros((rows[-1], cols[-1]))
-        for w, r, c in zip(weights, rows, cols):
+        for w, r, c in zip(weights, rows[:-1], cols[:-1], strict=True):
             self._weights[r : r + w.shape[0], c : c + w.shape[1]] = w
         self._vertices = np.concatenate([chain for chain, _, _, _ in parts])
         self._first, self._last = rows[:-1], rows[1:] - 1  # dense rows where each part starts / ends

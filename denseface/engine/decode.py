@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -73,6 +74,9 @@ def decode_bytes(data: bytes) -> Decoded:
                         f"image of {img.width}x{img.height} pixels exceeds the {MAX_PIXELS} pixel limit"
                     )
                 fmt = img.format
+                fast = _decode_jpeg_fast(data, img) if fmt == "JPEG" else None
+                if fast is not None:
+                    return Decoded(fast, fmt)
                 img.load()
                 rgb = pil_to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -82,6 +86,25 @@ def decode_bytes(data: bytes) -> Decoded:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError(f"the image is corrupt or truncated: {exc}") from exc
     return Decoded(rgb, fmt)
+
+
+def _decode_jpeg_fast(data: bytes, header: Image.Image) -> RGBArray | None:
+    """OpenCV's JPEG decoder writes straight into a numpy array (no Pillow → bytes → array copies)
+    and applies EXIF orientation itself. Used only for complete baseline 3-channel JPEGs: anything
+    else (truncated data without its end marker, CMYK, grayscale) goes through Pillow, whose errors
+    are stricter."""
+    if header.mode != "RGB" or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        return None
+    buf = np.frombuffer(data, dtype=np.uint8)
+    rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
+    if rgb is None:
+        return None
+    expected = (header.height, header.width)
+    if header.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+        expected = expected[::-1]
+    if rgb.shape[:2] != expected:  # a decoder disagreement: trust Pillow
+        return None
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 def pil_to_rgb(img: Image.Image) -> RGBArray:

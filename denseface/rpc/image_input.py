@@ -108,7 +108,8 @@ def decode_base64_image(b64: str, limits: ImageLimits = DEFAULT_LIMITS) -> bytes
             f"the Image parameter is {len(b64)} characters of base64; the limit is {limits.max_image_base64}"
         )
     text = _DATA_URI_PREFIX.sub("", b64, count=1)
-    text = _WHITESPACE.sub("", text)
+    if any(c in text for c in " \t\r\n\f\v"):  # the regex costs ms on a clean 5 MB string
+        text = _WHITESPACE.sub("", text)
     if not text:
         raise ImageEmptyError("the Image parameter is empty; send base64 image data or a Url")
     if len(text) % 4 != 0 or not _BASE64_CHARS.match(text):

@@ -52,16 +52,14 @@ class DenseLandmarkService:
 
         ``from_query``: the parameters are strings from a query or form (GET, v1), not JSON values."""
         params = parse_analyze_params(call.params, from_query=from_query)
-        data = await self._image_bytes(params)
+        data = await self.fetcher.fetch(params.url) if params.url is not None else None
         result: dict[str, Any] = await run(lambda analyzer: self._analyze(analyzer, data, params))
         return result
 
-    async def _image_bytes(self, params: AnalyzeParams) -> bytes:
-        if params.url is not None:
-            return await self.fetcher.fetch(params.url)
-        return decode_base64_image(params.image_b64 or "", self.options.limits)
-
-    def _analyze(self, analyzer: Analyzer, data: bytes, params: AnalyzeParams) -> dict[str, Any]:
+    def _analyze(self, analyzer: Analyzer, data: bytes | None, params: AnalyzeParams) -> dict[str, Any]:
+        """The CPU part, in a worker thread: base64, header checks, decode, landmarks, response."""
+        if data is None:
+            data = decode_base64_image(params.image_b64 or "", self.options.limits)
         check_tencent_image(data, self.options.limits)
         decoded = decode_bytes(data)
         faces = analyzer.analyze(decoded, mode=params.mode, rotate=params.need_rotate)

@@ -26,8 +26,8 @@ def dense_face_shape(face: Face, width: int, height: int) -> dict[str, Any]:
     y1 = int(np.clip(np.ceil(face.box.y + face.box.height), y0 + 1, height))
     shape: dict[str, Any] = {"X": x0, "Y": y0, "Width": x1 - x0, "Height": y1 - y0}
     for name in REGION_NAMES:
-        pts = np.rint(face.regions[name]).astype(np.int64)
-        shape[name] = [{"X": int(x), "Y": int(y)} for x, y in pts]
+        pts = np.rint(face.regions[name]).astype(np.int64).tolist()
+        shape[name] = [{"X": x, "Y": y} for x, y in pts]
     return shape
 
 

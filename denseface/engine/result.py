@@ -77,5 +77,5 @@ class Face:
         return self._regions
 
     def to_ibug68(self) -> FloatArray:
-        """The 68 points of the 300-W (iBUG) scheme, derived from the mesh; see docs/layout.md."""
+        """The 68 points of the 300-W (iBUG) scheme, from the 888 layout and the mesh (data/layout.json)."""
         return ibug68_from_mesh(self.mesh[:, :2], self.points)

@@ -1,7 +1,7 @@
 """The Tencent Cloud API 3.0 request protocol, transport-neutral: raw request in, :class:`ApiCall` or
 :class:`ApiError` out. No HTTP framework and no model code here.
 
-Request forms (see ``docs/tencent-protocol.md``): TC3-HMAC-SHA256 over POST JSON or GET query, and v1
+Request forms (Tencent Cloud API 3.0): TC3-HMAC-SHA256 over POST JSON or GET query, and v1
 (HmacSHA1/HmacSHA256 with a ``Signature`` parameter) over GET query or POST form. A request with an
 ``Authorization`` header is TC3; without one, a GET or a form POST is v1 and anything else is TC3 with a
 missing header (``AuthFailure.InvalidAuthorization``).

@@ -71,8 +71,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             target = Path(args.draw)
             if target.is_dir():
                 target = target / f"{Path(path).stem}.denseface.png"
-            Image.fromarray(draw_faces(decoded.rgb, faces)).save(target)
-            log.info("overlay written to %s", target)
+            try:
+                Image.fromarray(draw_faces(decoded.rgb, faces)).save(target)
+            except (OSError, ValueError) as exc:  # bad directory or extension: keep the JSON
+                log.error("cannot write overlay %s: %s", target, exc)
+                failed = True
+            else:
+                log.info("overlay written to %s", target)
         log.info("%s: %d face(s)", path, len(faces))
     out = results[0] if len(results) == 1 else results
     sys.stdout.write(json.dumps(out, indent=None if args.compact else 1, ensure_ascii=False) + "\n")
@@ -118,6 +123,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+def _figure_width(text: str) -> int:
+    value = int(text)
+    if value < 400:
+        raise argparse.ArgumentTypeError("the figure needs at least 400 pixels (300 are the legend)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="denseface", description=__doc__)
     parser.add_argument("--version", action="version", version=f"denseface {__version__}")
@@ -145,12 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layout-figure", help="draw the labelled 888-point layout on a photo")
     p.add_argument("image")
     p.add_argument("output")
-    p.add_argument("--width", type=int, default=900, help="figure width in pixels")
+    p.add_argument("--width", type=_figure_width, default=900, help="figure width in pixels (≥ 400)")
     p.set_defaults(func=cmd_layout_figure)
 
     p = sub.add_parser("serve", help="serve the Tencent-compatible API and the page")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default=None, help="address (default: $DENSEFACE_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: $DENSEFACE_PORT or 8000)")
     p.add_argument("--workers", type=int, default=None, help="inference threads (default: CPU cores)")
     p.add_argument("--credentials", help="TOML file of API keys (default: env or a generated local key)")
     p.set_defaults(func=cmd_serve)

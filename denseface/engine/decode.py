@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -66,20 +65,19 @@ def decode_bytes(data: bytes) -> Decoded:
     if not data:
         raise ImageDecodeError("the image is empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise ImageResolutionExceedError(
-                        f"image of {img.width}x{img.height} pixels exceeds the {MAX_PIXELS} pixel limit"
-                    )
-                fmt = img.format
-                fast = _decode_jpeg_fast(data, img) if fmt == "JPEG" else None
-                if fast is not None:
-                    return Decoded(fast, fmt)
-                img.load()
-                rgb = pil_to_rgb(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        with Image.open(io.BytesIO(data)) as img:
+            # checked before any pixel is decoded; below Pillow's own bomb warning (89 MP)
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageResolutionExceedError(
+                    f"image of {img.width}x{img.height} pixels exceeds the {MAX_PIXELS} pixel limit"
+                )
+            fmt = img.format
+            fast = _decode_jpeg_fast(data, img) if fmt == "JPEG" else None
+            if fast is not None:
+                return Decoded(fast, fmt)
+            img.load()
+            rgb = pil_to_rgb(img)
+    except Image.DecompressionBombError as exc:
         raise ImageResolutionExceedError(str(exc)) from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError("the data is not an image in a format that can be decoded") from exc

@@ -111,6 +111,12 @@ class FaceDetector:
 
 
 def iou(box: F32, boxes: F32) -> F32:
+    """Intersection over union of ``box`` with each of ``boxes`` (x0, y0, x1, y1)."""
+    return overlap(box, boxes, over_smaller=False)
+
+
+def overlap(box: F32, boxes: F32, *, over_smaller: bool) -> F32:
+    """Intersection of ``box`` with each of ``boxes``, over their union or over the smaller area."""
     x0 = np.maximum(box[0], boxes[:, 0])
     y0 = np.maximum(box[1], boxes[:, 1])
     x1 = np.minimum(box[2], boxes[:, 2])
@@ -118,7 +124,8 @@ def iou(box: F32, boxes: F32) -> F32:
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return np.asarray(inter / np.maximum(area + areas - inter, 1e-9), dtype=np.float32)
+    denominator = np.minimum(area, areas) if over_smaller else area + areas - inter
+    return np.asarray(inter / np.maximum(denominator, 1e-9), dtype=np.float32)
 
 
 def weighted_nms(scores: F32, boxes: F32, keypoints: F32, threshold: float) -> list[Detection]:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from denseface.engine.detector import Detection, FaceDetector, iou
+from denseface.engine.detector import Detection, FaceDetector, iou, overlap
 from denseface.engine.layout import Layout
 from denseface.engine.mesh import FaceMesh, MeshResult, Roi, roi_from_detection, roi_from_landmarks
 from denseface.engine.pose import PoseEstimator
@@ -33,13 +33,11 @@ _CV2_ROTATIONS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.R
 DETECTOR_MIN_FACE = 12.0  # px in the detector's 192² input below which the full-range model misses faces
 TILE_OVERLAP = 0.25
 LARGEST_MARGIN = 0.8  # Mode 1 compares final boxes of detections at least this size of the largest
-NESTED = 0.6
+NESTED = 0.6  # a face box this much inside another (intersection / smaller area) is the same face
 # second mesh pass only when the landmark crop moved more than this from the detector crop
 REFINE_SHIFT = 0.04  # of the crop side
 REFINE_SCALE = 0.08
-REFINE_TURN = math.radians(
-    4.0
-)  # a face box this much inside another (intersection / smaller area) is the same face
+REFINE_TURN = math.radians(4.0)
 
 
 @dataclass(frozen=True)
@@ -195,9 +193,10 @@ class FacePipeline:
 
 def _misaligned(a: Roi, b: Roi) -> bool:
     """Whether two crops of one face differ enough for a second mesh pass to be worth it."""
-    shift = math.hypot(a.cx - b.cx, a.cy - b.cy) / b.size
+    size = max(b.size, 1e-6)
+    shift = math.hypot(a.cx - b.cx, a.cy - b.cy) / size
     turn = abs(math.remainder(a.angle - b.angle, 2 * math.pi))
-    return shift > REFINE_SHIFT or abs(a.size / b.size - 1.0) > REFINE_SCALE or turn > REFINE_TURN
+    return shift > REFINE_SHIFT or abs(a.size / size - 1.0) > REFINE_SCALE or turn > REFINE_TURN
 
 
 def _merge(found: list[Detection], threshold: float) -> list[Detection]:
@@ -213,26 +212,14 @@ def _merge(found: list[Detection], threshold: float) -> list[Detection]:
             continue
         keep.append(det)
         # also drop boxes mostly inside a better one (a tile that saw only part of a face)
-        alive &= (iou(boxes[i], boxes) < threshold) & (_inside(boxes[i], boxes) < NESTED)
+        alive &= (iou(boxes[i], boxes) < threshold) & (overlap(boxes[i], boxes, over_smaller=True) < NESTED)
     keep.sort(key=lambda d: d.size, reverse=True)
     return keep
 
 
-def _inside(box: F32, boxes: F32) -> F32:
-    """Intersection over the smaller area, of ``box`` with each of ``boxes``."""
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return np.asarray(inter / np.maximum(np.minimum(area, areas), 1e-9), dtype=np.float32)
-
-
 def _box_overlap(a: Box, b: Box) -> float:
-    x0, y0 = max(a.x, b.x), max(a.y, b.y)
-    x1, y1 = min(a.x + a.width, b.x + b.width), min(a.y + a.height, b.y + b.height)
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    smaller = min(a.width * a.height, b.width * b.height)
-    return inter / smaller if smaller > 0 else 0.0
+    """Intersection over the smaller area of two face boxes."""
+    boxes = np.array([[b.x, b.y, b.x + b.width, b.y + b.height]], np.float32)
+    return float(
+        overlap(np.array([a.x, a.y, a.x + a.width, a.y + a.height], np.float32), boxes, over_smaller=True)[0]
+    )

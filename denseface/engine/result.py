@@ -47,7 +47,7 @@ class Pose:
     roll: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: identity, not element-wise, equality
 class Face:
     """One face: its box, detector score, the 888 dense points, the raw 478-point mesh and pose.
 

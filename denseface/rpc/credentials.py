@@ -5,10 +5,10 @@ Keys come from a TOML file and/or the environment::
     [[keys]]
     secret_id = "AKID…"
     secret_key = "…"
-    qps = 20          # optional; omitted = unlimited
+    qps = 20          # optional; omitted = the server's default (DENSEFACE_QPS, 20; 0 = unlimited)
     enabled = true    # optional; default true
 
-    DENSEFACE_SECRET_ID / DENSEFACE_SECRET_KEY   (one more enabled key, unlimited)
+    DENSEFACE_SECRET_ID / DENSEFACE_SECRET_KEY   (one more enabled key, at the server's default rate)
 
 On first start :func:`ensure_local_credential` writes a random key to ``<config_dir>/credentials.toml``
 (mode 0600) so a fresh install is usable without choosing a key. Secret keys never appear in ``repr``,
@@ -54,7 +54,7 @@ class CredentialConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Credential:
-    """One API key. ``qps`` is the sustained request rate allowed (``None`` = unlimited)."""
+    """One API key. ``qps`` is its sustained request rate (``None``: the server's default rate)."""
 
     secret_id: str
     secret_key: str = field(repr=False)

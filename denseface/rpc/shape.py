@@ -19,14 +19,15 @@ FACE_MODEL_VERSION = "3.0"
 
 
 def dense_face_shape(face: Face, width: int, height: int) -> dict[str, Any]:
-    """One ``DenseFaceShape``: the box and every region as integer pixel points inside the image."""
+    """One ``DenseFaceShape``: the box and every region as integer pixel points, both clipped to the
+    image (a face cut by the frame keeps its points on the border, as a drawn overlay would)."""
     x0 = int(np.clip(np.floor(face.box.x), 0, width - 1))
     y0 = int(np.clip(np.floor(face.box.y), 0, height - 1))
     x1 = int(np.clip(np.ceil(face.box.x + face.box.width), x0 + 1, width))
     y1 = int(np.clip(np.ceil(face.box.y + face.box.height), y0 + 1, height))
     shape: dict[str, Any] = {"X": x0, "Y": y0, "Width": x1 - x0, "Height": y1 - y0}
     for name in REGION_NAMES:
-        pts = np.rint(face.regions[name]).astype(np.int64).tolist()
+        pts = np.clip(np.rint(face.regions[name]), 0, [width - 1, height - 1]).astype(np.int64).tolist()
         shape[name] = [{"X": x, "Y": y} for x, y in pts]
     return shape
 

@@ -38,6 +38,7 @@ from denseface.rpc.credentials import RateLimiter
 from denseface.rpc.protocol import (
     MAX_TC3_BODY_BYTES,
     MAX_V1_BODY_BYTES,
+    ApiCall,
     ApiError,
     CredentialLookup,
     envelope_for_error,
@@ -72,9 +73,9 @@ class WorkerPool:
             self._analyzers.put(analyzer)
 
     async def run(self, fn: Callable[[Analyzer], T]) -> T:
-        # shielded: on a timeout the thread finishes its image and returns its Analyzer to the pool
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._job, fn)
-        return await asyncio.shield(future)
+        """``fn(analyzer)`` in a worker thread. Cancelled while still queued (the request timed out),
+        the job never runs; once running it finishes and returns its Analyzer to the pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._job, fn)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -120,6 +121,24 @@ class ApiApp:
         self.metrics = Metrics()
         self._in_flight = 0
 
+    async def _process(self, request: Request, pool: WorkerPool) -> tuple[ApiCall, dict[str, Any]]:
+        body = await _read_body(request)
+        call = parse_request(
+            request.method,
+            request.scope["query_string"].decode("latin-1"),
+            dict(request.headers.items()),
+            body,
+            now=time.time(),
+            credentials=self.credentials,
+            limiter=self.limiter,
+        )
+        try:
+            return call, await self.service.handle(call, pool.run, from_query=call.from_query)
+        except DensefaceError as error:
+            if isinstance(error, ApiError) and error.language is None:
+                error.language = call.language
+            raise _Answered(error, call) from error
+
     async def api(self, request: Request) -> Response:
         request_id = new_request_id()
         started = time.perf_counter()
@@ -132,20 +151,14 @@ class ApiApp:
         try:
             if self.pool is None or self._in_flight > self.pool.size * MAX_IN_FLIGHT_PER_WORKER:
                 raise ApiError("RequestLimitExceeded", detail="server busy")
-            body = await _read_body(request)
-            call = parse_request(
-                request.method,
-                request.scope["query_string"].decode("latin-1"),
-                dict(headers.items()),
-                body,
-                now=time.time(),
-                credentials=self.credentials,
-                limiter=self.limiter,
-            )
+            # one deadline for everything: reading the body, downloading a Url, queueing, inference
+            call, fields = await asyncio.wait_for(self._process(request, self.pool), self.deadline)
             language, action = call.language, call.action
-            handling = self.service.handle(call, self.pool.run, from_query=call.from_query)
-            fields = await asyncio.wait_for(handling, self.deadline)
             payload = success_envelope(fields, request_id)
+        except _Answered as answered:  # an error after authentication: its call is known
+            language, action = answered.call.language, answered.call.action
+            code = answered.error.code
+            payload = envelope_for_error(answered.error, request_id, language)
         except ApiError as error:  # protocol errors know the language the request asked for
             code = error.code
             payload = envelope_for_error(error, request_id, error.language or language)
@@ -171,6 +184,15 @@ class ApiApp:
         self.metrics.latency.labels(action_label).observe(elapsed)
         log.info("%s %s %s %.1f ms", request_id, action_label, code, elapsed * 1000)
         return JSONResponse(payload, media_type="application/json", headers={"X-Request-Id": request_id})
+
+
+class _Answered(Exception):
+    """A library or action error raised after the request was authenticated."""
+
+    def __init__(self, error: DensefaceError, call: ApiCall) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.call = call
 
 
 class _DefaultQpsLimiter:
@@ -226,11 +248,25 @@ def create_app(state: ApiApp) -> Starlette:
         finally:
             state.pool.close()
 
+    async def not_found(request: Request, exc: Exception) -> Response:
+        envelope = envelope_for_error(
+            ApiError("UnsupportedProtocol", detail="the API is served at /"), new_request_id()
+        )
+        return JSONResponse(envelope, status_code=404, media_type="application/json")
+
+    async def other_method(request: Request, exc: Exception) -> Response:
+        if request.url.path == "/":  # an API call with a method Tencent does not serve
+            return await state.api(request)
+        envelope = envelope_for_error(
+            ApiError("UnsupportedProtocol", detail=request.method), new_request_id()
+        )
+        return JSONResponse(envelope, status_code=405, media_type="application/json")
+
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
     routes = [
-        Route("/", root, methods=methods),
+        Route("/", root, methods=methods),  # other methods reach `other_method` (UnsupportedProtocol)
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: other_method})

@@ -43,7 +43,7 @@ def build_app(settings: Settings) -> tuple[Starlette, CredentialStore, Credentia
         credentials=store,
         service=service,
         pool_factory=lambda: WorkerPool(settings.workers, lambda: Analyzer(settings.model_dir)),
-        default_qps=settings.qps,
+        default_qps=settings.default_qps,
         deadline=settings.deadline,
     )
     return create_app(state), store, local

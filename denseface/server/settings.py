@@ -5,11 +5,11 @@
 | host, port | ``DENSEFACE_HOST``, ``DENSEFACE_PORT`` | 127.0.0.1, 8000 |
 | workers (inference threads) | ``DENSEFACE_WORKERS`` | number of CPU cores |
 | credentials (TOML file) | ``DENSEFACE_CREDENTIALS`` | env key, else a generated local key |
-| default per-key QPS | ``DENSEFACE_QPS`` | 20 |
+| default per-key QPS (0 = unlimited) | ``DENSEFACE_QPS`` | 20 |
 | deadline per request (s) | ``DENSEFACE_DEADLINE`` | 10 |
 | minimum face size (px) | ``DENSEFACE_MIN_FACE_SIZE`` | 34 |
 | URL allow-list (CIDRs, comma-separated) | ``DENSEFACE_URL_ALLOW`` | none |
-| URL connect timeout / total (s) | ``DENSEFACE_URL_CONNECT_TIMEOUT``, ``DENSEFACE_URL_DEADLINE`` | 3, 10 |
+| URL connect timeout / total (s) | ``DENSEFACE_URL_CONNECT_TIMEOUT``, ``DENSEFACE_URL_DEADLINE`` | 3, 8 |
 | config dir (local key) | ``DENSEFACE_CONFIG_DIR`` | the user config dir |
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Settings(BaseModel):
@@ -32,12 +32,12 @@ class Settings(BaseModel):
     workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64)
     credentials: Path | None = None
     model_dir: Path | None = None
-    qps: float | None = Field(20.0, gt=0)
+    qps: float | None = Field(20.0, ge=0)
     deadline: float = Field(10.0, gt=0)
     min_face_size: float = Field(34.0, ge=0)
     url_allow: tuple[str, ...] = ()
     url_connect_timeout: float = Field(3.0, gt=0)
-    url_deadline: float = Field(10.0, gt=0)
+    url_deadline: float = Field(8.0, gt=0)  # below `deadline`, so a slow download is a download error
     config_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_config_dir("denseface")))
 
     @field_validator("url_allow", mode="before")
@@ -46,6 +46,17 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.url_deadline >= self.deadline:
+            raise ValueError("url_deadline must be shorter than deadline")
+        return self
+
+    @property
+    def default_qps(self) -> float | None:
+        """The per-key rate for keys without their own ``qps``; ``None`` = unlimited."""
+        return self.qps or None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

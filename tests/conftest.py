@@ -22,6 +22,24 @@ SHARED = ROOT.parent / "shared" / "datasets"
 LANDMARKS = SHARED / "landmarks"
 ROBUSTNESS = SHARED / "robustness"
 
+# The layout the issue fixes, written out independently of denseface's own table.
+REGION_COUNTS = {
+    "LeftEye": 64,
+    "RightEye": 64,
+    "LeftEyeBrow": 64,
+    "RightEyeBrow": 64,
+    "MouthOutside": 64,
+    "MouthInside": 64,
+    "Nose": 64,
+    "LeftPupil": 32,
+    "RightPupil": 32,
+    "CentralAxis": 32,
+    "Chin": 160,
+    "LeftEyeBags": 32,
+    "RightEyeBags": 32,
+    "Forehead": 120,
+}
+
 # Test keys, written to a temporary credentials file (not secrets).
 SECRET_ID = "AKIDdensefaceTEST0000000000000000000"
 SECRET_KEY = "denseface-test-secret-key-0123456789abcd"

@@ -7,24 +7,8 @@ import pytest
 
 from denseface import REGION_COUNTS, REGION_NAMES, Analyzer, Face
 from denseface.engine.layout import REGION_CLOSED, catmull_rom_weights, resample
+from tests.conftest import REGION_COUNTS as EXPECTED_COUNTS
 from tests.conftest import shared
-
-EXPECTED_COUNTS = {
-    "LeftEye": 64,
-    "RightEye": 64,
-    "LeftEyeBrow": 64,
-    "RightEyeBrow": 64,
-    "MouthOutside": 64,
-    "MouthInside": 64,
-    "Nose": 64,
-    "LeftPupil": 32,
-    "RightPupil": 32,
-    "CentralAxis": 32,
-    "Chin": 160,
-    "LeftEyeBags": 32,
-    "RightEyeBags": 32,
-    "Forehead": 120,
-}
 
 
 @pytest.fixture(scope="module")

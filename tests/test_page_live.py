@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import LiveServer, shared
+from tests.conftest import REGION_COUNTS, LiveServer, shared
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -33,22 +33,6 @@ CHROMIUM = "/usr/bin/chromium"
 POINTS = 888
 CHIN = 160
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-REGION_COUNTS = {
-    "LeftEye": 64,
-    "RightEye": 64,
-    "LeftEyeBrow": 64,
-    "RightEyeBrow": 64,
-    "MouthOutside": 64,
-    "MouthInside": 64,
-    "Nose": 64,
-    "LeftPupil": 32,
-    "RightPupil": 32,
-    "CentralAxis": 32,
-    "Chin": 160,
-    "LeftEyeBags": 32,
-    "RightEyeBags": 32,
-    "Forehead": 120,
-}
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 

@@ -25,28 +25,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REGION_COUNTS
+
 STATIC = Path(__file__).resolve().parents[1] / "denseface" / "server" / "static"
 CHROMIUM = "/usr/bin/chromium"
 INSECURE_HOST = "denseface.test"  # mapped to 127.0.0.1 inside Chromium: not a secure context
 SECRET_ID = "AKIDpagetest"
 SECRET_KEY = "pa+ge/test=secret-üñí"  # "+" must survive the URL fragment unchanged
 
-REGION_COUNTS = {
-    "LeftEye": 64,
-    "RightEye": 64,
-    "LeftEyeBrow": 64,
-    "RightEyeBrow": 64,
-    "MouthOutside": 64,
-    "MouthInside": 64,
-    "Nose": 64,
-    "LeftPupil": 32,
-    "RightPupil": 32,
-    "CentralAxis": 32,
-    "Chin": 160,
-    "LeftEyeBags": 32,
-    "RightEyeBags": 32,
-    "Forehead": 120,
-}
 
 # Test vector A of docs/tencent-protocol.md (Tencent's signature v3 documentation).
 VECTOR_A = {

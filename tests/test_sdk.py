@@ -37,24 +37,8 @@ from tencentcloud.iai.v20200303 import iai_client as iai_client_2020
 from tencentcloud.iai.v20200303 import models as models_2020
 
 from denseface.rpc.signing import sign_tc3_request
-from tests.conftest import OTHER_ID, OTHER_KEY, LiveServer, shared
+from tests.conftest import OTHER_ID, OTHER_KEY, REGION_COUNTS, LiveServer, shared
 
-REGION_COUNTS = {
-    "LeftEye": 64,
-    "RightEye": 64,
-    "LeftEyeBrow": 64,
-    "RightEyeBrow": 64,
-    "MouthOutside": 64,
-    "MouthInside": 64,
-    "Nose": 64,
-    "LeftPupil": 32,
-    "RightPupil": 32,
-    "CentralAxis": 32,
-    "Chin": 160,
-    "LeftEyeBags": 32,
-    "RightEyeBags": 32,
-    "Forehead": 120,
-}
 SHAPE_FIELDS = {"X", "Y", "Width", "Height", *REGION_COUNTS}
 RESPONSE_FIELDS = {"ImageWidth", "ImageHeight", "DenseFaceShapeSet", "FaceModelVersion", "RequestId"}
 MAX_GET_QUERY = 32 * 1024

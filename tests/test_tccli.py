@@ -20,25 +20,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.conftest import LiveServer, shared
+from tests.conftest import REGION_COUNTS, LiveServer, shared
 
 TCCLI = Path(sys.executable).parent / "tccli"
-REGION_COUNTS = {
-    "LeftEye": 64,
-    "RightEye": 64,
-    "LeftEyeBrow": 64,
-    "RightEyeBrow": 64,
-    "MouthOutside": 64,
-    "MouthInside": 64,
-    "Nose": 64,
-    "LeftPupil": 32,
-    "RightPupil": 32,
-    "CentralAxis": 32,
-    "Chin": 160,
-    "LeftEyeBags": 32,
-    "RightEyeBags": 32,
-    "Forehead": 120,
-}
 
 
 @pytest.fixture(scope="module")

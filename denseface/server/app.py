@@ -134,9 +134,7 @@ class ApiApp:
         )
         try:
             return call, await self.service.handle(call, pool.run, from_query=call.from_query)
-        except DensefaceError as error:
-            if isinstance(error, ApiError) and error.language is None:
-                error.language = call.language
+        except DensefaceError as error:  # rendered in the call's language by `api`
             raise _Answered(error, call) from error
 
     async def api(self, request: Request) -> Response:
@@ -162,9 +160,6 @@ class ApiApp:
         except ApiError as error:  # protocol errors know the language the request asked for
             code = error.code
             payload = envelope_for_error(error, request_id, error.language or language)
-        except DensefaceError as error:
-            code = error.code
-            payload = envelope_for_error(error, request_id, language)
         except ClientDisconnect:  # the caller hung up while sending: not a server error, nobody reads this
             code = "ClientDisconnect"
             payload = envelope_for_error(ApiError("InvalidRequest", detail="client disconnected"), request_id)

@@ -95,7 +95,9 @@ def test_unknown_parameter(name: str, from_query: bool) -> None:
     ],
 )
 def test_json_type_errors(params: dict[str, Any]) -> None:
-    assert code_of({"Image": IMAGE, **params}, from_query=False) == "InvalidParameter"
+    """A parameter of the wrong type is iai's InvalidParameter.InvalidParameter (the request's own
+    format, checked by the protocol layer, stays plain InvalidParameter)."""
+    assert code_of({"Image": IMAGE, **params}, from_query=False) == "InvalidParameter.InvalidParameter"
 
 
 @pytest.mark.parametrize(
@@ -110,7 +112,7 @@ def test_json_type_errors(params: dict[str, Any]) -> None:
     ],
 )
 def test_query_type_errors(params: dict[str, Any]) -> None:
-    assert code_of({"Image": IMAGE, **params}, from_query=True) == "InvalidParameter"
+    assert code_of({"Image": IMAGE, **params}, from_query=True) == "InvalidParameter.InvalidParameter"
 
 
 @pytest.mark.parametrize(
@@ -151,7 +153,7 @@ JSON_VALUES = st.one_of(
 )
 KNOWN_CODES = {
     "UnknownParameter",
-    "InvalidParameter",
+    "InvalidParameter.InvalidParameter",
     "InvalidParameterValue",
     "InvalidParameterValue.FaceModelVersionIllegal",
     "InvalidParameterValue.ImageEmpty",

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from denseface import errors
-from denseface.rpc import protocol, signing
+from denseface.rpc import envelope, signing
+from denseface.rpc.catalog import IMPLEMENTED_ACTIONS
 from denseface.rpc.credentials import Credential, CredentialStore, RateLimiter
 from denseface.rpc.protocol import (
     COMMON_PARAMS,
@@ -266,6 +267,85 @@ def test_credential_scope_mismatch(date: str, service: str) -> None:
     assert error_of((method, query, headers, body)).code == "AuthFailure.SignatureFailure"
 
 
+def node_or_java(
+    host: str, service: str, *, signed_host: str | None = None, method: str = "POST", **extra: Any
+) -> tuple[str, str, dict[str, str], bytes]:
+    """A TC3 request signed as the Node.js SDK (``signed_host`` = its URL's hostname) or the Java SDK
+    (``signed_host`` = the endpoint) sign one: service from the endpoint, ``Host`` = ``host``."""
+    query = "Mode=1&Url=https%3A%2F%2Fexample.com%2Fa.jpg" if method == "GET" else ""
+    body = b"" if method == "GET" else BODY
+    request = tc3(body, method=method, query=query, host=signed_host or host, service=service, **extra)
+    request[2]["Host"] = host
+    return request
+
+
+@pytest.mark.parametrize(
+    ("host", "service", "signed_host"),
+    [
+        ("127.0.0.1:8765", "127", "127.0.0.1"),  # Node.js: service 127, host signed without the port
+        ("127.0.0.1:8765", "127", None),  # Java: the endpoint, port included, is signed
+        ("localhost:8765", "localhost:8765", "localhost"),  # no dot: the port stays in the service
+        ("localhost:8765", "localhost:8765", None),
+        ("faces.example.internal", "faces", None),
+        ("iai.tencentcloudapi.com", "iai", None),
+        ("[::1]:8765", "[::1]:8765", "[::1]"),
+        ("LOCALHOST:8765", "localhost:8765", "localhost"),
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_node_and_java_sdk_signatures(host: str, service: str, signed_host: str | None, method: str) -> None:
+    call = parse(node_or_java(host, service, signed_host=signed_host, method=method))
+    assert (call.action, call.secret_id) == (ACTION, SECRET_ID)
+
+
+@pytest.mark.parametrize(
+    ("host", "service", "signed_host"),
+    [
+        ("127.0.0.1:8765", "128", None),  # another label
+        ("127.0.0.1:8765", "cvm", None),  # another product
+        ("127.0.0.1:8765", "0", "127.0.0.1"),
+        ("localhost:8765", "localhost", "localhost"),  # the SDKs keep the port here
+        ("localhost:8765", "localhost:8766", None),
+        ("faces.example.internal", "example", None),
+        ("evil.example:8765", "127", "127.0.0.1"),
+        (".127.0.0.1:8765", "127", None),  # no first label
+        ("", "127", None),
+    ],
+)
+def test_other_services_are_refused(host: str, service: str, signed_host: str | None) -> None:
+    error = error_of(node_or_java(host, service, signed_host=signed_host))
+    assert error.code == "AuthFailure.SignatureFailure"
+
+
+def test_node_style_signature_still_checks_key_date_and_host() -> None:
+    good = node_or_java("127.0.0.1:8765", "127", signed_host="127.0.0.1")
+    assert parse(good).action == ACTION
+    wrong_key = node_or_java("127.0.0.1:8765", "127", signed_host="127.0.0.1", secret_key="wrong")
+    assert error_of(wrong_key).code == "AuthFailure.SignatureFailure"
+    # the signature was made for service 127: naming iai in the scope no longer verifies
+    method, query, headers, body = good
+    auth = signing.parse_tc3_authorization(headers["Authorization"])
+    headers["Authorization"] = signing.format_tc3_authorization(
+        SECRET_ID, auth.date, "iai", auth.signed_headers, auth.signature
+    )
+    assert error_of((method, query, headers, body)).code == "AuthFailure.SignatureFailure"
+    # another host name under the same port
+    method, query, headers, body = node_or_java("127.0.0.1:8765", "127", signed_host="127.0.0.2")
+    assert error_of((method, query, headers, body)).code == "AuthFailure.SignatureFailure"
+    # a credential date other than the timestamp's
+    date = node_or_java("127.0.0.1:8765", "127", signed_host="127.0.0.1", timestamp=NOW - 86400)
+    assert error_of(date).code == "AuthFailure.SignatureExpire"
+    method, query, headers, body = good
+    headers["Authorization"] = headers["Authorization"].replace(signing.utc_date(NOW), "2000-01-01")
+    assert error_of((method, query, headers, body)).code == "AuthFailure.SignatureFailure"
+
+
+def test_tccli_literal_host_with_iai_and_derived_service() -> None:
+    assert parse(tc3(host="http://127.0.0.1:8765")).action == ACTION
+    assert parse(node_or_java("http://127.0.0.1:8765", "127")).action == ACTION
+    assert error_of(node_or_java("http://127.0.0.1:8765", "http")).code == "AuthFailure.SignatureFailure"
+
+
 @pytest.mark.parametrize("secret_id", ["AKIDunknown", "AKIDdisabled"])
 def test_secret_id_not_found(secret_id: str) -> None:
     assert error_of(tc3(secret_id=secret_id)).code == "AuthFailure.SecretIdNotFound"
@@ -294,15 +374,39 @@ def test_auth_comes_before_action_checks() -> None:
 
 
 def test_action_version_region() -> None:
-    assert error_of(tc3(action="DetectFace")).code == "InvalidAction"
+    assert error_of(tc3(action="DeleteEverything")).code == "InvalidAction"
     assert error_of(tc3(action="")).code == "MissingParameter"
-    assert error_of(v1(Action="DetectFace")).code == "InvalidAction"
+    assert error_of(v1(Action="DescribeInstances")).code == "InvalidAction"
     assert error_of(tc3(version="2019-01-01")).code == "NoSuchVersion"
     assert error_of(v1(Version="2017-03-12")).code == "NoSuchVersion"
     assert error_of(tc3(version="")).code == "MissingParameter"
     error = error_of(tc3(region=None))
     assert (error.code, error.detail) == ("MissingParameter", "X-TC-Region")
     assert error_of(v1(Region="")).code == "MissingParameter"
+
+
+@pytest.mark.parametrize("action", ["DetectFace", "SearchFaces", "AnalyzeFace", "VerifyPerson"])
+def test_iai_action_not_implemented(action: str) -> None:
+    """An action iai has (in both versions) but denseface does not implement: UnknowMethod, naming it
+    and what is implemented; after authentication, like every action check."""
+    for version in ("2018-03-01", "2020-03-03"):
+        error = error_of(tc3(action=action, version=version))
+        assert (error.code, error.detail) == ("UnsupportedOperation.UnknowMethod", action)
+        assert action in error.localized("en-US")
+        assert "AnalyzeDenseLandmarks" in error.localized("en-US")
+        assert "AnalyzeDenseLandmarks" in error.localized("zh-CN")
+    assert error_of(v1(Action=action)).code == "UnsupportedOperation.UnknowMethod"
+    assert error_of(tc3(action=action, secret_key="wrong")).code == "AuthFailure.SignatureFailure"
+
+
+def test_action_of_the_other_version_only() -> None:
+    """CompareMaskFace exists in 2020-03-03 only: unimplemented there, nonexistent in 2018-03-01."""
+    assert error_of(tc3(action="CompareMaskFace")).code == "UnsupportedOperation.UnknowMethod"
+    assert error_of(tc3(action="CompareMaskFace", version="2018-03-01")).code == "InvalidAction"
+    assert error_of(tc3(action="CompareMaskFace", version="2019-01-01")).code == "NoSuchVersion"
+    assert error_of(tc3(action="Nope", version="2019-01-01")).code == "InvalidAction"
+    error = error_of(tc3(action="Nope"))
+    assert "AnalyzeDenseLandmarks" in error.localized("en-US")
 
 
 def test_language() -> None:
@@ -390,17 +494,24 @@ def test_envelope_for_error() -> None:
 
 
 ERROR_CLASSES = [cls for cls in vars(errors).values() if isinstance(cls, type) and hasattr(cls, "code")]
-ACTION_CODES = {"UnknownParameter", "InvalidParameterValue.FaceModelVersionIllegal"}
+ACTION_CODES = {
+    "UnknownParameter",
+    "InvalidParameter.InvalidParameter",
+    "InvalidParameterValue.FaceModelVersionIllegal",
+    "FailedOperation.ServerError",
+}
 
 
 @pytest.mark.parametrize(
     "code", sorted(PROTOCOL_ERROR_CODES | ACTION_CODES | {c.code for c in ERROR_CLASSES})
 )
 def test_every_code_has_both_languages(code: str) -> None:
-    entry = protocol._messages()[code]
+    entry = envelope._messages()[code]
     for language in ("en-US", "zh-CN"):
         assert entry[language].strip()
-        assert message_for(code, language) == entry[language]
+        implemented = ", ".join(IMPLEMENTED_ACTIONS)
+        assert message_for(code, language) == entry[language].replace("{implemented}", implemented)
+        assert "{" not in message_for(code, language, "detail")
 
 
 def test_message_fallbacks() -> None:

@@ -473,3 +473,116 @@ def test_official_sdk_errors(
         sdk_client(client_2020, **client_kwargs).AnalyzeDenseLandmarks(request)
     assert info.value.get_code() == code
     assert info.value.get_request_id()
+
+
+# -------------------------------------------------------------- the service the Node.js and Java SDKs sign
+@pytest.mark.parametrize(
+    ("host", "service"),
+    [
+        ("iai.tencentcloudapi.com", "iai"),
+        ("127.0.0.1:8000", "127"),  # the Node.js/Java SDKs: endpoint.split(".")[0]
+        ("localhost:8000", "localhost:8000"),  # no dot: the port stays
+        ("localhost", "localhost"),
+        ("faces.example.internal", "faces"),
+        ("faces.example.internal:443", "faces"),
+        ("[::1]:8000", "[::1]:8000"),
+        ("http://127.0.0.1:8000", "127"),  # tccli's literal Host
+        ("HTTPS://Faces.Example:8443", "Faces"),
+        ("  127.0.0.1:8000 ", "127"),
+        ("", None),
+        (" ", None),
+        (".", None),
+        ("..", None),
+        (".iai.tencentcloudapi.com", None),
+        ("http://", None),
+        ("http://.x", None),
+        ("127.0.0.1:8000/evil", "127"),  # only the first label counts
+        ("evil/127.0.0.1", None),
+        ("a b.example", None),
+        ("iai\r\n.x", None),
+        ("ünïcode.example", None),
+        ("user@host.example", None),
+        ("ftp://127.0.0.1", None),
+        ("http://http://127.0.0.1", None),
+        ("x" * 129 + ".example", None),
+        ("a,b.example", None),
+        ("a/b", None),
+    ],
+)
+def test_endpoint_service(host: str, service: str | None) -> None:
+    assert signing.endpoint_service(host) == service
+
+
+@pytest.mark.parametrize(
+    ("service", "host", "accepted"),
+    [
+        ("iai", "127.0.0.1:8000", True),  # the Python SDK, tccli, the Go SDK
+        ("iai", "", True),
+        ("127", "127.0.0.1:8000", True),
+        ("127", "http://127.0.0.1:8000", True),
+        ("localhost:8000", "localhost:8000", True),
+        ("LOCALHOST:8000", "localhost:8000", True),  # host names ignore case
+        ("faces", "faces.example.internal", True),
+        ("localhost", "localhost:8000", False),  # the SDKs would have kept the port
+        ("128", "127.0.0.1:8000", False),
+        ("cvm", "127.0.0.1:8000", False),  # matches neither: SignatureFailure in the verifier
+        ("example", "faces.example.internal", False),
+        ("IAI", "127.0.0.1:8000", False),
+        ("", "", False),
+        ("", ".x", False),
+        ("http", "http://127.0.0.1:8000", False),
+        ("127", ".127.0.0.1", False),
+        ("127", "", False),
+    ],
+)
+def test_service_accepted(service: str, host: str, accepted: bool) -> None:
+    assert signing.service_accepted(service, host) is accepted
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_service_accepted_only_iai_or_the_hosts_first_label(service: str, host: str) -> None:
+    if not signing.service_accepted(service, host):
+        return
+    bare = host.strip()
+    for scheme in ("http://", "https://"):
+        if bare.lower().startswith(scheme):
+            bare = bare[len(scheme) :]
+    assert service == "iai" or service.lower() == bare.split(".")[0].lower()
+    assert "." not in service
+    assert "/" not in service
+
+
+@pytest.mark.parametrize(
+    ("host", "bare"),
+    [
+        ("127.0.0.1:8000", "127.0.0.1"),
+        ("localhost:8000", "localhost"),
+        ("localhost", "localhost"),
+        ("[::1]:8000", "[::1]"),
+        ("[::1]", "[::1]"),
+        ("iai.tencentcloudapi.com", "iai.tencentcloudapi.com"),
+        ("host:", "host"),
+    ],
+)
+def test_host_without_port(host: str, bare: str) -> None:
+    assert signing.host_without_port(host) == bare
+
+
+def test_canonical_variants_cover_case_and_port() -> None:
+    headers = {"content-type": "application/json", "host": "LocalHost:8000"}
+    variants = signing.tc3_canonical_variants("POST", "", headers, ("content-type", "host"), b"{}")
+    hosts = sorted(line for v in variants for line in v.split("\n") if line.startswith("host:"))
+    assert hosts == ["host:LocalHost", "host:LocalHost:8000", "host:localhost", "host:localhost:8000"]
+    without_port = {"content-type": "application/json", "host": "iai.tencentcloudapi.com"}
+    assert len(signing.tc3_canonical_variants("POST", "", without_port, ("content-type", "host"), b"")) == 1
+    payload_hash = signing.sha256_hex(b"{}")
+    assert all(v.endswith(payload_hash) for v in variants)
+
+
+def test_parse_authorization_accepts_endpoint_services() -> None:
+    for service in ("127", "localhost:8000", "[::1]:8000", "Faces", "my_svc-1"):
+        value = SDK_AUTH.replace("/iai/", f"/{service}/")
+        assert signing.parse_tc3_authorization(value).service == service
+    for service in ("a b", "x" * 129, "a.b", "a,b"):
+        with pytest.raises(AuthorizationFormatError):
+            signing.parse_tc3_authorization(SDK_AUTH.replace("/iai/", f"/{service}/"))

@@ -9,7 +9,7 @@ check                                              code
 =================================================  =============================================
 a name other than Mode, Image, Url,                UnknownParameter (names the first, sorted)
 FaceModelVersion, NeedRotateDetection
-wrong type: JSON Mode/NeedRotateDetection not an   InvalidParameter
+wrong type: JSON Mode/NeedRotateDetection not an   InvalidParameter.InvalidParameter
 integer (bools, floats and strings rejected, as
 the SDK always sends integers); query/form value
 not a decimal integer; JSON Image/Url/
@@ -18,6 +18,11 @@ Mode not 0/1, NeedRotateDetection not 0/1          InvalidParameterValue
 FaceModelVersion not "3.0"                         InvalidParameterValue.FaceModelVersionIllegal
 neither a non-blank Url nor a non-empty Image      InvalidParameterValue.ImageEmpty
 =================================================  =============================================
+
+The split between the two type codes: ``InvalidParameter.InvalidParameter`` (iai's code) is about one
+*action parameter* of the wrong type or shape, as above; plain ``InvalidParameter`` is about the
+*request's own format*, checked earlier by :mod:`denseface.rpc.protocol` (body not a JSON object, wrong
+Content-Type, an undecodable query or form, a repeated name, a non-integer timestamp).
 
 JSON ``null`` is treated as absent, and so is an empty FaceModelVersion. Mode and NeedRotateDetection
 default to 0, FaceModelVersion to "3.0". When both Url and Image are given, Url wins and ``image_b64``
@@ -32,8 +37,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from denseface.rpc.protocol import ApiError
+from denseface.rpc.envelope import ApiError
 
+#: an action parameter of the wrong type or shape (see the module docstring for the split)
+WRONG_TYPE = "InvalidParameter.InvalidParameter"
 ANALYZE_PARAMS = frozenset({"Mode", "Image", "Url", "FaceModelVersion", "NeedRotateDetection"})
 FACE_MODEL_VERSIONS = ("3.0",)
 DEFAULT_FACE_MODEL_VERSION = "3.0"
@@ -57,10 +64,10 @@ def _integer(params: Mapping[str, Any], name: str, *, from_query: bool) -> int |
         return None
     if from_query:
         if not isinstance(value, str) or not _QUERY_INTEGER.fullmatch(value):
-            raise ApiError("InvalidParameter", detail=name)
+            raise ApiError(WRONG_TYPE, detail=name)
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError("InvalidParameter", detail=name)
+        raise ApiError(WRONG_TYPE, detail=name)
     return value
 
 
@@ -69,7 +76,7 @@ def _string(params: Mapping[str, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ApiError("InvalidParameter", detail=name)
+        raise ApiError(WRONG_TYPE, detail=name)
     return value
 
 
@@ -107,4 +114,4 @@ def parse_analyze_params(params: Mapping[str, Any], *, from_query: bool) -> Anal
     raise ApiError("InvalidParameterValue.ImageEmpty")
 
 
-__all__ = ["ANALYZE_PARAMS", "AnalyzeParams", "parse_analyze_params"]
+__all__ = ["ANALYZE_PARAMS", "WRONG_TYPE", "AnalyzeParams", "parse_analyze_params"]

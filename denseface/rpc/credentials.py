@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from denseface.rpc.protocol import ApiError
+from denseface.rpc.envelope import ApiError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -21,13 +21,17 @@ checks, so an unauthenticated caller learns nothing about what the server suppor
  4     timestamp present / an integer (TC3: X-TC-Timestamp;         MissingParameter / InvalidParameter
        v1: Timestamp and Nonce integers)
  5     |now − timestamp| ≤ 300 s                                    AuthFailure.SignatureExpire
- 6     TC3: credential date = UTC date of timestamp and service    AuthFailure.SignatureFailure
-       is ``iai``; v1: SignatureMethod HmacSHA1/HmacSHA256         InvalidParameterValue
+ 6     TC3: credential date = UTC date of timestamp, and service    AuthFailure.SignatureFailure
+       is ``iai`` or the Host's text before its first "." (what
+       the Node.js/Java SDKs sign with: ``127`` at 127.0.0.1:8000)
+       v1: SignatureMethod HmacSHA1/HmacSHA256                      InvalidParameterValue
  7     SecretId known and enabled                                   AuthFailure.SecretIdNotFound
  8     signature matches (constant-time)                            AuthFailure.SignatureFailure
  9     per-key rate (optional limiter)                              RequestLimitExceeded
- 10    action present and known                                     MissingParameter / InvalidAction
- 11    version present and 2018-03-01 or 2020-03-03                 MissingParameter / NoSuchVersion
+ 10    action present and an iai action                             MissingParameter / InvalidAction
+ 11    version present and 2018-03-01 or 2020-03-03; the action     MissingParameter / NoSuchVersion /
+       exists in that version; denseface implements it              InvalidAction /
+       (:mod:`denseface.rpc.catalog`)                               UnsupportedOperation.UnknowMethod
  12    2020-03-03 has a region                                      MissingParameter
  13    language empty, zh-CN or en-US (case-insensitive)            InvalidParameterValue
  14    TC3 POST: Content-Type application/json; body UTF-8 JSON     InvalidParameter
@@ -35,35 +39,40 @@ checks, so an unauthenticated caller learns nothing about what the server suppor
 =====  ===========================================================  =================================
 
 TC3 canonical headers: the signature v3 document lowercases header values, the official Python SDK does
-not; a signature matching either form is accepted. ``X-TC-Token`` is accepted and passed through
+not, and the Node.js SDK signs ``host`` without its port; a signature matching any of these is accepted
+(:func:`denseface.rpc.signing.tc3_canonical_variants`). ``X-TC-Token`` is accepted and passed through
 unchecked (there are no temporary credentials here). Region is not validated beyond being present for
-2020-03-03; for 2018-03-01 it is ignored (but reported). Messages are localized from
-``denseface/data/messages.json`` by :func:`message_for`.
+2020-03-03; for 2018-03-01 it is ignored (but reported). Errors and envelopes are in
+:mod:`denseface.rpc.envelope` (messages localized from ``denseface/data/messages.json``).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
-from denseface.errors import DensefaceError
 from denseface.rpc import signing
+from denseface.rpc.catalog import IMPLEMENTED_ACTIONS, REGION_REQUIRED_VERSIONS, VERSIONS, is_iai_action
+from denseface.rpc.envelope import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    ApiError,
+    envelope_for_error,
+    error_envelope,
+    message_for,
+    new_request_id,
+    normalize_language,
+    success_envelope,
+)
 
 if TYPE_CHECKING:
     from denseface.rpc.credentials import Credential
 
-ACTIONS = frozenset({"AnalyzeDenseLandmarks"})
-VERSIONS = ("2018-03-01", "2020-03-03")
-REGION_REQUIRED_VERSIONS = frozenset({"2020-03-03"})
-LANGUAGES = ("zh-CN", "en-US")
-DEFAULT_LANGUAGE = "zh-CN"
+ACTIONS = frozenset(IMPLEMENTED_ACTIONS)
 MAX_CLOCK_SKEW = 300
 MAX_QUERY_BYTES = 32 * 1024
 MAX_V1_BODY_BYTES = 1024 * 1024
@@ -87,45 +96,12 @@ PROTOCOL_ERROR_CODES = frozenset(
         "RequestLimitExceeded",
         "InvalidAction",
         "NoSuchVersion",
+        "UnsupportedOperation.UnknowMethod",
     }
 )
 _INTEGER = re.compile(r"[0-9]{1,19}")
 _FORM = "application/x-www-form-urlencoded"
 _JSON = "application/json"
-_MAX_DETAIL = 128
-
-
-class ApiError(DensefaceError):
-    """A Tencent error response: ``code`` plus an optional ``detail`` (a parameter name or value).
-
-    ``message`` is the English text (for logs); :meth:`localized` renders it in the caller's language.
-    ``language`` is the request's language as far as it was known when the error was raised.
-    """
-
-    def __init__(
-        self,
-        code: str,
-        message: str | None = None,
-        *,
-        detail: str | None = None,
-        language: str | None = None,
-    ) -> None:
-        if detail is not None and len(detail) > _MAX_DETAIL:
-            detail = detail[:_MAX_DETAIL] + "…"
-        self._explicit = message is not None
-        super().__init__(message if message is not None else message_for(code, "en-US", detail))
-        self.code = code
-        self.detail = detail
-        self.language = language
-
-    def localized(self, language: str | None = None) -> str:
-        """The message in ``language`` (default: the request's language, else zh-CN)."""
-        if self._explicit:
-            return self.message
-        return message_for(self.code, language or self.language or DEFAULT_LANGUAGE, self.detail)
-
-    def __repr__(self) -> str:
-        return f"ApiError({self.code!r}, detail={self.detail!r})"
 
 
 class CredentialLookup(Protocol):
@@ -159,70 +135,6 @@ class ApiCall:
     from_query: bool = False
 
 
-# ---------------------------------------------------------------------------------------------- messages
-@functools.cache
-def _messages() -> dict[str, dict[str, Any]]:
-    text = resources.files("denseface").joinpath("data/messages.json").read_text(encoding="utf-8")
-    table: dict[str, dict[str, Any]] = json.loads(text)
-    return table
-
-
-def normalize_language(value: str | None) -> str | None:
-    """``zh-CN`` or ``en-US`` (any case), else ``None``."""
-    if value is None:
-        return None
-    for language in LANGUAGES:
-        if value.strip().lower() == language.lower():
-            return language
-    return None
-
-
-def message_for(code: str, language: str, detail: str | None = None) -> str:
-    """The error message for ``code`` in ``language`` (zh-CN if unknown), mentioning ``detail`` if given.
-
-    Unknown codes fall back to their top-level code (``FailedOperation.X`` → ``FailedOperation``).
-    """
-    table = _messages()
-    lang = normalize_language(language) or DEFAULT_LANGUAGE
-    entry = table.get(code) or table.get(code.split(".", 1)[0]) or table["InternalError"]
-    if detail is None:
-        return str(entry[lang])
-    template = entry.get("with_detail", {}).get(lang)
-    if template is None:
-        return f"{entry[lang]} ({detail})"
-    return str(template).replace("{detail}", detail)
-
-
-# --------------------------------------------------------------------------------------------- envelopes
-def new_request_id() -> str:
-    """A fresh RequestId (uuid4)."""
-    return str(uuid.uuid4())
-
-
-def success_envelope(fields: Mapping[str, Any], request_id: str) -> dict[str, Any]:
-    """``{"Response": {...fields, "RequestId": request_id}}``."""
-    return {"Response": {**fields, "RequestId": request_id}}
-
-
-def error_envelope(code: str, message: str, request_id: str) -> dict[str, Any]:
-    """``{"Response": {"Error": {"Code", "Message"}, "RequestId"}}``."""
-    return {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}}
-
-
-def envelope_for_error(error: DensefaceError, request_id: str, language: str | None = None) -> dict[str, Any]:
-    """The error envelope for any denseface error, its message in ``language``.
-
-    :class:`ApiError` is localized from the table; other errors keep their own (English, actionable)
-    message for en-US and use the table's text for zh-CN.
-    """
-    if isinstance(error, ApiError):
-        message = error.localized(language)
-    else:
-        lang = normalize_language(language) or DEFAULT_LANGUAGE
-        message = error.message if lang == "en-US" else message_for(error.code, lang)
-    return error_envelope(error.code, message, request_id)
-
-
 # ------------------------------------------------------------------------------------------------ parser
 @dataclass
 class _State:
@@ -238,7 +150,6 @@ def parse_request(
     now: float,
     credentials: CredentialLookup,
     limiter: Limiter | None = None,
-    service: str = signing.DEFAULT_SERVICE,
 ) -> ApiCall:
     """Authenticate and decode one request; raise :class:`ApiError` (codes in ``PROTOCOL_ERROR_CODES``).
 
@@ -253,9 +164,7 @@ def parse_request(
             raise ApiError("UnsupportedProtocol", detail=method)
         content_type = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
         if "authorization" in lowered or not (method == "GET" or content_type == _FORM):
-            return _parse_tc3(
-                method, query, lowered, body, content_type, now, credentials, limiter, service, state
-            )
+            return _parse_tc3(method, query, lowered, body, content_type, now, credentials, limiter, state)
         return _parse_v1(method, query, lowered, body, now, credentials, limiter, state)
     except ApiError as error:
         if error.language is None:
@@ -310,7 +219,6 @@ def _parse_tc3(
     now: float,
     credentials: CredentialLookup,
     limiter: Limiter | None,
-    service: str,
     state: _State,
 ) -> ApiCall:
     state.language = normalize_language(headers.get("x-tc-language")) or DEFAULT_LANGUAGE
@@ -330,7 +238,9 @@ def _parse_tc3(
         raise ApiError("MissingParameter", detail="X-TC-Timestamp")
     timestamp = _integer(raw_timestamp, "X-TC-Timestamp")
     _check_skew(timestamp, now)
-    if auth.date != signing.utc_date(timestamp) or auth.service != service:
+    if auth.date != signing.utc_date(timestamp) or not signing.service_accepted(
+        auth.service, headers.get("host", "")
+    ):
         raise ApiError("AuthFailure.SignatureFailure")
     credential = _lookup(credentials, auth.secret_id)
 
@@ -339,14 +249,10 @@ def _parse_tc3(
     canonical_query = query if method == "GET" else ""
     key = signing.tc3_signing_key(credential.secret_key, auth.date, auth.service)
     scope = signing.credential_scope(auth.date, auth.service)
-    variants = {
-        signing.tc3_canonical_request(
-            method, canonical_query, headers, auth.signed_headers, payload, lower_values=lower
-        )
-        for lower in (True, False)
-    }
     matched = False
-    for canonical in sorted(variants):
+    for canonical in signing.tc3_canonical_variants(
+        method, canonical_query, headers, auth.signed_headers, payload
+    ):
         expected = signing.tc3_signature(key, signing.tc3_string_to_sign(raw_timestamp, scope, canonical))
         matched |= signing.signatures_equal(expected, auth.signature)
     if not matched:
@@ -428,12 +334,16 @@ def _parse_v1(
 def _check_target(action: str | None, version: str | None, region: str | None, prefix: str) -> None:
     if not action:
         raise ApiError("MissingParameter", detail=prefix + "Action")
-    if action not in ACTIONS:
+    if action not in ACTIONS and not is_iai_action(action):
         raise ApiError("InvalidAction", detail=action)
     if not version:
         raise ApiError("MissingParameter", detail=prefix + "Version")
     if version not in VERSIONS:
         raise ApiError("NoSuchVersion", detail=version)
+    if action not in ACTIONS:
+        if not is_iai_action(action, version):
+            raise ApiError("InvalidAction", detail=action)
+        raise ApiError("UnsupportedOperation.UnknowMethod", detail=action)
     if version in REGION_REQUIRED_VERSIONS and not (region and region.strip()):
         raise ApiError("MissingParameter", detail=prefix + "Region")
 
@@ -468,9 +378,11 @@ def _json_object(body: bytes, content_type: str) -> dict[str, Any]:
 __all__ = [
     "ACTIONS",
     "COMMON_PARAMS",
+    "DEFAULT_LANGUAGE",
     "LANGUAGES",
     "MAX_CLOCK_SKEW",
     "PROTOCOL_ERROR_CODES",
+    "REGION_REQUIRED_VERSIONS",
     "VERSIONS",
     "ApiCall",
     "ApiError",

@@ -9,6 +9,19 @@ share every step, so a request signed here verifies there and vice versa::
                                                                           kSign = HMAC(kSvc, "tc3_request")
 
 v1 signs ``METHOD + Host + "/?" + sorted "k=v" pairs`` (``Signature`` excluded) and base64-encodes the HMAC.
+
+What the official SDKs put in a TC3 signature differs, and the verifier accepts each of them:
+
+===========================  ==================================  ====================================
+client                       credential-scope service            ``host`` in the canonical headers
+===========================  ==================================  ====================================
+Python SDK, tccli, Go SDK    ``iai`` (the client's service)      the ``Host`` header, verbatim
+Node.js SDK                  ``endpoint.split(".")[0]``          the URL's hostname (no port)
+Java SDK                     the same split of its endpoint      the endpoint, verbatim
+===========================  ==================================  ====================================
+
+so at ``127.0.0.1:8000`` the Node.js and Java SDKs sign for service ``127``, at ``localhost:8000`` for
+``localhost:8000`` (no dot: the port stays). :func:`service_accepted` is that rule.
 """
 
 from __future__ import annotations
@@ -31,7 +44,11 @@ _V1_DIGESTS = {"HmacSHA1": hashlib.sha1, "HmacSHA256": hashlib.sha256}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
-_SERVICE = re.compile(r"[a-z0-9-]+")
+#: a credential-scope service: ``iai``, or what the Node.js/Java SDKs take from an endpoint (text before
+#: its first ".": a DNS label, an IPv4 octet, or a dotless host that may keep its port or IPv6 brackets)
+_SERVICE = re.compile(r"[A-Za-z0-9_:\[\]-]{1,128}")
+_SCHEME = re.compile(r"https?://", re.IGNORECASE)
+_PORT = re.compile(r":[0-9]*\Z")
 _MAX_AUTHORIZATION_LEN = 4096
 
 
@@ -71,6 +88,41 @@ def credential_scope(date: str, service: str = DEFAULT_SERVICE) -> str:
     return f"{date}/{service}/{TC3_TERMINATOR}"
 
 
+def endpoint_service(host: str) -> str | None:
+    """The credential-scope service the Node.js and Java SDKs derive from the endpoint this Host names.
+
+    Both sign with ``endpoint.split(".")[0]``: ``iai.tencentcloudapi.com`` → ``iai``, ``127.0.0.1:8000``
+    → ``127``, ``localhost:8000`` → ``localhost:8000``, ``faces.example.internal`` → ``faces``. A leading
+    ``http://`` or ``https://`` (tccli's literal ``Host: http://127.0.0.1:8000``) is skipped first.
+    ``None`` when no valid service remains (empty, a leading dot, a path, spaces, …).
+    """
+    text = host.strip()
+    scheme = _SCHEME.match(text)
+    if scheme is not None:
+        text = text[scheme.end() :]
+    label = text.split(".", 1)[0]
+    return label if _SERVICE.fullmatch(label) else None
+
+
+def service_accepted(service: str, host: str) -> bool:
+    """Whether a TC3 credential scope may name ``service`` for a request with this ``Host`` header.
+
+    ``iai`` (what the Python and Go SDKs and tccli sign with) always; otherwise only the service the
+    Node.js and Java SDKs derive from this very Host (:func:`endpoint_service`, compared ignoring case,
+    as host names are). Any other service, such as ``cvm`` or a label of another host, is refused.
+    """
+    if service == DEFAULT_SERVICE:
+        return True
+    derived = endpoint_service(host)
+    return derived is not None and service.lower() == derived.lower()
+
+
+def host_without_port(host: str) -> str:
+    """The Host without a trailing ``:port`` (``[::1]:8000`` → ``[::1]``): what the Node.js SDK signs
+    as ``host`` (its URL's ``hostname``) while it sends ``host:port``."""
+    return _PORT.sub("", host.strip())
+
+
 def canonical_headers(
     headers: Mapping[str, str], signed_headers: Sequence[str], *, lower_values: bool
 ) -> str:
@@ -95,13 +147,16 @@ def tc3_canonical_request(
     payload: bytes | None,
     *,
     lower_values: bool = True,
+    payload_hash: str | None = None,
 ) -> str:
     """The TC3 canonical request.
 
     ``query`` is the raw query string exactly as received (empty for POST). ``payload`` is the body bytes;
     ``None`` means ``X-TC-Content-SHA256: UNSIGNED-PAYLOAD`` (the literal string is hashed instead).
+    ``payload_hash``, if given, is used instead of hashing ``payload`` again.
     """
-    body = UNSIGNED_PAYLOAD.encode("ascii") if payload is None else payload
+    if payload_hash is None:
+        payload_hash = sha256_hex(UNSIGNED_PAYLOAD.encode("ascii") if payload is None else payload)
     return "\n".join(
         (
             method.upper(),
@@ -109,8 +164,36 @@ def tc3_canonical_request(
             query,
             canonical_headers(headers, signed_headers, lower_values=lower_values),
             ";".join(signed_headers),
-            sha256_hex(body),
+            payload_hash,
         )
+    )
+
+
+def tc3_canonical_variants(
+    method: str,
+    query: str,
+    headers: Mapping[str, str],
+    signed_headers: Sequence[str],
+    payload: bytes | None,
+) -> list[str]:
+    """Every canonical request an official client may have signed for this request, sorted, unique.
+
+    Header values lowercased (the signature v3 document) or verbatim (the Python SDK), and ``host``
+    as received or without its port (the Node.js SDK signs its URL's hostname). ``headers`` must have
+    lowercase keys; raises ``KeyError`` if a signed header is absent.
+    """
+    payload_hash = sha256_hex(UNSIGNED_PAYLOAD.encode("ascii") if payload is None else payload)
+    views = [headers]
+    if "host" in signed_headers and host_without_port(headers["host"]) != headers["host"].strip():
+        views.append({**headers, "host": host_without_port(headers["host"])})
+    return sorted(
+        {
+            tc3_canonical_request(
+                method, query, view, signed_headers, payload, lower_values=lower, payload_hash=payload_hash
+            )
+            for view in views
+            for lower in (True, False)
+        }
     )
 
 
@@ -303,12 +386,16 @@ __all__ = [
     "Tc3Authorization",
     "canonical_headers",
     "credential_scope",
+    "endpoint_service",
     "format_tc3_authorization",
+    "host_without_port",
     "parse_tc3_authorization",
+    "service_accepted",
     "sha256_hex",
     "sign_tc3_request",
     "signatures_equal",
     "tc3_canonical_request",
+    "tc3_canonical_variants",
     "tc3_sign",
     "tc3_signature",
     "tc3_signing_key",

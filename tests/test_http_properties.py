@@ -45,6 +45,7 @@ ACTION_CODES = frozenset(
     {
         "UnknownParameter",
         "InvalidParameter",
+        "InvalidParameter.InvalidParameter",
         "InvalidParameterValue",
         "InvalidParameterValue.FaceModelVersionIllegal",
         "InvalidParameterValue.ImageEmpty",

@@ -9,6 +9,7 @@ the server is still up after all of it.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import math
@@ -527,6 +528,38 @@ def test_rate_limit(live_server: LiveServer) -> None:
     assert_error(make_client(live_server), make_request(), "InvalidParameterValue.ImageEmpty")
 
 
+@pytest.mark.parametrize(
+    ("version", "action"),
+    [(V2020, "DetectFace"), (V2020, "SearchFaces"), (V2018, "AnalyzeFace"), (V2018, "CompareFace")],
+)
+def test_unimplemented_iai_actions(live_server: LiveServer, version: str, action: str) -> None:
+    """The SDK's own methods for iai actions denseface does not implement: UnknowMethod, naming them."""
+    models = models_2020 if version == V2020 else models_2018
+    request = getattr(models, f"{action}Request")()
+    request.Image = "aGk="
+    for language in ("zh-CN", "en-US"):
+        method = getattr(make_client(live_server, version=version, language=language), action)
+        error = sdk_error(functools.partial(method, request))
+        assert error.code == "UnsupportedOperation.UnknowMethod", str(error)
+        assert action in error.message
+        assert "AnalyzeDenseLandmarks" in error.message
+    # authentication still comes first
+    wrong = make_client(live_server, version=version, secret_key="wrong-key")
+    assert sdk_error(lambda: getattr(wrong, action)(request)).code == "AuthFailure.SignatureFailure"
+
+
+def test_parameter_of_the_wrong_type(live_server: LiveServer, small_photo: Photo) -> None:
+    """A parameter the SDK is given with the wrong type reaches the server as such:
+    InvalidParameter.InvalidParameter (the request's own format errors stay InvalidParameter)."""
+    for version in (V2020, V2018):
+        request = make_request(version, Image=small_photo.b64, Mode="1")  # a JSON string, not 1
+        assert_error(make_client(live_server, version=version), request, "InvalidParameter.InvalidParameter")
+    request = make_request(Image=small_photo.b64, NeedRotateDetection="yes")
+    for sign_method in (None, "HmacSHA1"):  # as a query string: not a decimal integer
+        client = make_client(live_server, method="GET", sign_method=sign_method)
+        assert_error(client, request, "InvalidParameter.InvalidParameter")
+
+
 def test_localized_messages(live_server: LiveServer) -> None:
     zh = assert_error(make_client(live_server), make_request(), "InvalidParameterValue.ImageEmpty")
     en = assert_error(
@@ -600,13 +633,37 @@ def test_raw_success_has_exactly_tencents_fields(
             assert all(type(v) is int for point in shape[region] for v in point.values())
 
 
+def test_raw_request_format_is_invalid_parameter(http: httpx.Client, live_server: LiveServer) -> None:
+    """The request's own format (not one parameter's type) keeps the plain InvalidParameter."""
+    for body in (b"[1, 2]", b"{not json"):
+        headers = sign_tc3_request(
+            live_server.secret_id,
+            live_server.secret_key,
+            host=live_server.endpoint,
+            action=ACTION,
+            version=V2020,
+            timestamp=int(time.time()),
+            payload=body,
+            region=REGION,
+        )
+        assert error_code(http.post("/", content=body, headers=headers)) == "InvalidParameter"
+
+
 def test_raw_unsupported_method(http: httpx.Client) -> None:
     for method in ("PUT", "DELETE", "PATCH"):
         assert error_code(http.request(method, "/", content=b"{}")) == "UnsupportedProtocol"
 
 
 def test_raw_invalid_action(http: httpx.Client, live_server: LiveServer) -> None:
-    assert error_code(signed_post(http, live_server, {}, action="DetectFace")) == "InvalidAction"
+    """An action iai does not have is InvalidAction; one it has but denseface does not implement is
+    UnsupportedOperation.UnknowMethod (test_unimplemented_iai_actions)."""
+    assert error_code(signed_post(http, live_server, {}, action="DescribeInstances")) == "InvalidAction"
+    assert error_code(signed_post(http, live_server, {}, action="DetectFace")) == (
+        "UnsupportedOperation.UnknowMethod"
+    )
+    # CompareMaskFace is an action of iai 2020-03-03 only
+    response = signed_post(http, live_server, {}, action="CompareMaskFace", version=V2018)
+    assert error_code(response) == "InvalidAction"
 
 
 def test_raw_no_such_version(http: httpx.Client, live_server: LiveServer) -> None:
@@ -621,7 +678,9 @@ def test_raw_unknown_parameter(http: httpx.Client, live_server: LiveServer, smal
 def test_raw_bad_values(http: httpx.Client, live_server: LiveServer, small_photo: Photo) -> None:
     image = small_photo.b64
     assert error_code(signed_post(http, live_server, {"Image": image, "Mode": 7})) == "InvalidParameterValue"
-    assert error_code(signed_post(http, live_server, {"Image": image, "Mode": "1"})) == "InvalidParameter"
+    response = signed_post(http, live_server, {"Image": image, "Mode": "1"})
+    assert error_code(response) == "InvalidParameter.InvalidParameter"
+    assert error_code(signed_post(http, live_server, {"Image": 5})) == "InvalidParameter.InvalidParameter"
     assert (
         error_code(signed_post(http, live_server, {"Image": image, "NeedRotateDetection": 2}))
         == "InvalidParameterValue"

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from denseface.cli import build_parser
+from denseface.errors import ImageDecodeError
+from denseface.rpc.credentials import Credential, CredentialStore
+from denseface.rpc.fetch import UrlFetcher
+from denseface.rpc.service import DenseLandmarkService, server_error
 from denseface.rpc.signing import sign_tc3_request
+from denseface.server.app import ApiApp, WorkerPool, create_app
 from denseface.server.run import build_app
 from denseface.server.settings import Settings
 from tests.conftest import SECRET_ID, SECRET_KEY, shared
@@ -72,6 +79,77 @@ def test_a_normal_request_in_process(model_dir: Path, tmp_path: Path) -> None:
         xs = [p["X"] for name in ("Chin", "Forehead") for p in shape[name]]
         assert min(xs) >= 0
         assert max(xs) < answer["ImageWidth"]  # type: ignore[operator]
+
+
+class FailingAnalyzer:
+    """Stands in for :class:`denseface.Analyzer` only to make the model run fail, as LiteRT's ``invoke``
+    can (RuntimeError) or an allocation can (MemoryError): error paths the real models do not produce
+    on demand. Everything before the model run (protocol, parameters, base64, header checks, decode) is
+    real."""
+
+    def __init__(self, failure: BaseException) -> None:
+        self.failure = failure
+        self.calls = 0
+
+    def analyze(self, image: Any, *, mode: int = 0, rotate: bool = False) -> list[Any]:
+        self.calls += 1
+        if self.calls == 1:
+            raise self.failure
+        return []  # later calls succeed, finding no face: the server kept serving
+
+
+def failing_client(failure: BaseException) -> TestClient:
+    state = ApiApp(
+        credentials=CredentialStore([Credential(SECRET_ID, SECRET_KEY)]),
+        service=DenseLandmarkService(UrlFetcher()),
+        pool_factory=lambda: WorkerPool(1, lambda: FailingAnalyzer(failure)),
+        default_qps=None,
+        deadline=10,
+    )
+    return TestClient(create_app(state), base_url=f"http://{HOST}")
+
+
+@pytest.mark.parametrize(
+    ("failure", "code"),
+    [
+        (RuntimeError("tensorflow/lite/kernels/conv.cc: Node number 3 (CONV_2D) failed to invoke."), None),
+        (ValueError("Cannot set tensor: Dimension mismatch"), None),
+        (MemoryError(), None),
+        (OSError(12, "Cannot allocate memory"), None),
+        (TypeError("a bug"), "InternalError"),
+        (KeyError("a bug"), "InternalError"),
+    ],
+)
+def test_a_failed_model_run_is_server_error_and_logged_with_the_request_id(
+    failure: BaseException, code: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    expected = code or "FailedOperation.ServerError"
+    image = base64.b64encode(shared("robustness", "face_recognition", "two_people.jpg").read_bytes()).decode()
+    with caplog.at_level(logging.ERROR, logger="denseface.server.app"), failing_client(failure) as client:
+        answer = signed_post(client, {"Image": image})
+        assert answer["Error"]["Code"] == expected  # type: ignore[index]
+        message = answer["Error"]["Message"]  # type: ignore[index]
+        assert ("retry" in message) is (code is None), message
+        request_id = str(answer["RequestId"])
+        logged = [r for r in caplog.records if request_id in r.getMessage()]
+        assert logged, caplog.text
+        assert logged[0].exc_info is not None
+        assert logged[0].exc_info[1] is failure  # the original exception, with its traceback
+        # the next request is served normally (the fake finds no face on its second call)
+        assert signed_post(client, {"Image": image})["Error"]["Code"] == (  # type: ignore[index]
+            "InvalidParameterValue.NoFaceInPhoto"
+        )
+
+
+def test_server_error_mapping() -> None:
+    """The one place that decides FailedOperation.ServerError."""
+    for failure in (RuntimeError("invoke"), ValueError("tensor"), OSError("io"), MemoryError()):
+        mapped = server_error(failure)
+        assert mapped is not None
+        assert (mapped.code, mapped.__cause__) == ("FailedOperation.ServerError", failure)
+    for other in (TypeError(), KeyError("k"), AttributeError(), ZeroDivisionError()):
+        assert server_error(other) is None
+    assert server_error(ImageDecodeError("bad")) is None  # keeps its own code
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "PUT", "OPTIONS"])

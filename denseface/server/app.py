@@ -34,10 +34,12 @@ from starlette.staticfiles import StaticFiles
 from denseface import __version__
 from denseface.api import Analyzer
 from denseface.errors import DensefaceError
+from denseface.rpc.catalog import IMPLEMENTED_ACTIONS
 from denseface.rpc.credentials import RateLimiter
 from denseface.rpc.protocol import (
     MAX_TC3_BODY_BYTES,
     MAX_V1_BODY_BYTES,
+    PROTOCOL_ERROR_CODES,
     ApiCall,
     ApiError,
     CredentialLookup,
@@ -47,12 +49,35 @@ from denseface.rpc.protocol import (
     parse_request,
     success_envelope,
 )
-from denseface.rpc.service import DenseLandmarkService
+from denseface.rpc.service import SERVER_ERROR, DenseLandmarkService
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STATIC_DIR = resources.files("denseface.server").joinpath("static")
 MAX_IN_FLIGHT_PER_WORKER = 32  # API requests admitted at once (bounds memory: each holds ≤ 10 MB of body)
+#: Every ``Error.Code`` this server can answer (the README's error table lists each, with its trigger).
+ERROR_CODES = PROTOCOL_ERROR_CODES | {
+    # the action's parameters (denseface.rpc.actions)
+    "UnknownParameter",
+    "InvalidParameter.InvalidParameter",
+    "InvalidParameterValue",
+    "InvalidParameterValue.FaceModelVersionIllegal",
+    "InvalidParameterValue.ImageEmpty",
+    # the image (denseface.rpc.image_input, denseface.rpc.fetch) and the result (denseface.rpc.service)
+    "InvalidParameterValue.UrlIllegal",
+    "FailedOperation.ImageDownloadError",
+    "FailedOperation.ImageSizeExceed",
+    "FailedOperation.ImageDecodeFailed",
+    "FailedOperation.ImageResolutionExceed",
+    "FailedOperation.ImageResolutionTooSmall",
+    "InvalidParameterValue.NoFaceInPhoto",
+    "FailedOperation.FaceSizeTooSmall",
+    SERVER_ERROR,
+    # this module: the deadline, a bug, a caller that hung up mid-body (the answer reaches nobody)
+    "FailedOperation.RequestTimeout",
+    "InternalError",
+    "InvalidRequest",
+}
 
 
 class WorkerPool:
@@ -156,6 +181,9 @@ class ApiApp:
         except _Answered as answered:  # an error after authentication: its call is known
             language, action = answered.call.language, answered.call.action
             code = answered.error.code
+            if code in (SERVER_ERROR, "InternalError"):  # the operator should see why
+                cause = answered.error.__cause__ or answered.error
+                log.error("request %s: %s: %r", request_id, code, cause, exc_info=cause)
             payload = envelope_for_error(answered.error, request_id, language)
         except ApiError as error:  # protocol errors know the language the request asked for
             code = error.code
@@ -174,7 +202,7 @@ class ApiApp:
             self._in_flight -= 1
             self.metrics.in_flight.dec()
         elapsed = time.perf_counter() - started
-        action_label = action if action == "AnalyzeDenseLandmarks" else "other"
+        action_label = action if action in IMPLEMENTED_ACTIONS else "other"
         self.metrics.requests.labels(action_label, code).inc()
         self.metrics.latency.labels(action_label).observe(elapsed)
         log.info("%s %s %s %.1f ms", request_id, action_label, code, elapsed * 1000)

@@ -180,6 +180,7 @@ def test_environment_settings_reach_serve() -> None:
     )
     assert (settings.host, settings.port) == ("0.0.0.0", 9123)
     assert settings.default_qps is None  # 0 = unlimited
+    assert Settings.from_env({}).default_qps == 50.0  # Tencent's documented rate for this interface group
     assert Settings.from_env({"DENSEFACE_PORT": "9123"}, port=8001).port == 8001
     with pytest.raises(ValueError, match="url_deadline"):
         Settings(deadline=5, url_deadline=5)

@@ -5,7 +5,7 @@
 | host, port | ``DENSEFACE_HOST``, ``DENSEFACE_PORT`` | 127.0.0.1, 8000 |
 | workers (inference threads) | ``DENSEFACE_WORKERS`` | number of CPU cores |
 | credentials (TOML file) | ``DENSEFACE_CREDENTIALS`` | env key, else a generated local key |
-| default per-key QPS (0 = unlimited) | ``DENSEFACE_QPS`` | 20 |
+| default per-key QPS (0 = unlimited; Tencent documents 50) | ``DENSEFACE_QPS`` | 50 |
 | deadline per request (s) | ``DENSEFACE_DEADLINE`` | 10 |
 | minimum face size (px) | ``DENSEFACE_MIN_FACE_SIZE`` | 34 |
 | URL allow-list (CIDRs, comma-separated) | ``DENSEFACE_URL_ALLOW`` | none |
@@ -32,7 +32,7 @@ class Settings(BaseModel):
     workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64)
     credentials: Path | None = None
     model_dir: Path | None = None
-    qps: float | None = Field(20.0, ge=0)
+    qps: float | None = Field(50.0, ge=0)  # Tencent: 50 requests/s for the 五官定位 interface group
     deadline: float = Field(10.0, gt=0)
     min_face_size: float = Field(34.0, ge=0)
     url_allow: tuple[str, ...] = ()

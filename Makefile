@@ -6,8 +6,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+NODE_DIR := tests/node
 
-.PHONY: run test setup models browser lint typecheck pytest bench clean
+.PHONY: run test setup models browser node-sdk lint typecheck pytest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,22 @@ browser:
 	  ( $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null ) \
 	    || echo "WARNING: could not install chromium; the browser tests will be skipped"; }
 
+# The official Node.js SDK for tests/test_node_sdk.py, pinned with every dependency in
+# tests/node/package-lock.json (installed into the git-ignored tests/node/node_modules). Without npm
+# (and no Debian nodejs/npm to install), or if the install fails, those tests are reported as skipped.
+node-sdk: $(NODE_DIR)/node_modules/.installed
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "installing Debian nodejs and npm for the Node.js SDK tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  ( $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null ) \
+	    || echo "WARNING: could not install npm; the Node.js SDK tests will be skipped"; }
+	@if command -v npm >/dev/null 2>&1; then \
+	  ( cd $(NODE_DIR) && npm ci --loglevel=error && touch node_modules/.installed ) \
+	    || echo "WARNING: npm ci failed in $(NODE_DIR); the Node.js SDK tests will be skipped"; \
+	fi
+
 run: setup
 	$(PY) -m denseface serve --host $(HOST) --port $(PORT)
 
@@ -39,7 +56,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-pytest: setup browser
+pytest: setup browser node-sdk
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest
@@ -50,4 +67,4 @@ bench: setup
 	$(PY) benchmarks/http_load.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

@@ -45,6 +45,7 @@ CASES = (
 )
 CONFIGS: dict[str, dict[str, Any]] = {
     "denseface default": {},
+    "denseface verification off": {"verify_threshold": 0.0},
     "denseface refine=False": {"refine": False},
     "denseface min_face=80": {"min_face_size": 80.0},
     "denseface min_face=160 refine=False": {"min_face_size": 160.0, "refine": False},
@@ -113,6 +114,25 @@ class InvokeMeter:
         return statistics.median(clock(self._raw) for _ in range(repeats))
 
 
+class NetMeter:
+    """Counts and times ``forward`` on CenterFace's OpenCV DNN net (by standing in for the net)."""
+
+    def __init__(self, owner: Any) -> None:
+        self._net = owner._net
+        self.count, self.seconds = 0, 0.0
+        owner._net = self
+
+    def setInput(self, blob: Any) -> None:
+        self._net.setInput(blob)
+
+    def forward(self, names: list[str]) -> Any:
+        start = time.perf_counter()
+        out = self._net.forward(names)
+        self.seconds += time.perf_counter() - start
+        self.count += 1
+        return out
+
+
 def clock(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -151,21 +171,36 @@ def denseface_worker(spec: dict[str, Any]) -> dict[str, Any]:
     # the short-range detector is a model invoke too: part of the floor, not of the overhead
     short = InvokeMeter(pipeline.short_range._interp) if pipeline.short_range is not None else None
 
+    # CenterFace (face verification, OpenCV DNN) is a model run too
+    center = NetMeter(pipeline.verifier.centerface) if pipeline.verifier is not None else None
+
     def short_count() -> tuple[int, float]:
         return (short.count, short.seconds) if short is not None else (0, 0.0)
+
+    def center_count() -> tuple[int, float]:
+        return (center.count, center.seconds) if center is not None else (0, 0.0)
+
+    def model_seconds() -> float:
+        return det.seconds + mesh.seconds + short_count()[1] + center_count()[1]
 
     out: dict[str, Any] = {"cases": {}}
     runners: dict[str, tuple[Callable[[int], int], int]] = {}
     for key, _label, rotate in CASES:
         blobs = [Path(p).read_bytes() for p in spec["images"][key]]
-        counts: list[tuple[int, int, int, float]] = []  # per run: full, short, mesh invokes, invoke ms
+        counts: list[tuple[int, int, int, int, float]] = []  # per run: full, short, mesh, CenterFace, ms
 
         def run(i: int, blobs: list[bytes] = blobs, rotate: bool = rotate, counts: list[Any] = counts) -> int:
-            before = (det.count, short_count()[0], mesh.count, det.seconds + mesh.seconds + short_count()[1])
+            before = (det.count, short_count()[0], mesh.count, center_count()[0], model_seconds())
             faces = analyzer.analyze(blobs[i], mode=0, rotate=rotate)
-            invoke_ms = (det.seconds + mesh.seconds + short_count()[1] - before[3]) * 1e3
+            invoke_ms = (model_seconds() - before[4]) * 1e3
             counts.append(
-                (det.count - before[0], short_count()[0] - before[1], mesh.count - before[2], invoke_ms)
+                (
+                    det.count - before[0],
+                    short_count()[0] - before[1],
+                    mesh.count - before[2],
+                    center_count()[0] - before[3],
+                    invoke_ms,
+                )
             )
             if any(f.points.shape != (888, 2) for f in faces):
                 raise RuntimeError("a face without 888 points")
@@ -173,15 +208,19 @@ def denseface_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         ms, faces = timed_loop(run, len(blobs), spec["warmup"], spec["runs"])
         timed = counts[-spec["runs"] :]
-        floor = statistics.median(c[3] for c in timed)
-        out["cases"][key] = {**summary(ms), "ms": ms, "faces": faces, "invokes": [c[:3] for c in timed]}
-        per_run = statistics.median(t / c[3] for t, c in zip(ms, timed, strict=True))
-        out["cases"][key].update(floor_ms=floor, floor_ratio=per_run, invoke_ms=[c[3] for c in timed])
+        floor = statistics.median(c[4] for c in timed)
+        out["cases"][key] = {**summary(ms), "ms": ms, "faces": faces, "invokes": [c[:4] for c in timed]}
+        per_run = statistics.median(t / c[4] for t, c in zip(ms, timed, strict=True))
+        out["cases"][key].update(floor_ms=floor, floor_ratio=per_run, invoke_ms=[c[4] for c in timed])
         runners[key] = (run, len(blobs))
     raw = {"detector": det.raw_ms(max(10, spec["runs"])), "mesh": mesh.raw_ms(max(10, spec["runs"]))}
     raw["short"] = short.raw_ms(max(10, spec["runs"])) if short is not None else 0.0
+    raw["centerface"] = center.seconds * 1e3 / center.count if center is not None and center.count else 0.0
     for case in out["cases"].values():
-        floors = [d * raw["detector"] + s * raw["short"] + m * raw["mesh"] for d, s, m in case["invokes"]]
+        floors = [
+            d * raw["detector"] + s * raw["short"] + m * raw["mesh"] + c * raw["centerface"]
+            for d, s, m, c in case["invokes"]
+        ]
         case["floor_back_to_back_ms"] = statistics.median(floors)
     if spec["profile"]:
         out["profile"] = {key: profile(run, n, spec["runs"], det, mesh) for key, (run, n) in runners.items()}
@@ -316,7 +355,8 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}×" if a and b else "–"
 
 
-HEAD = ("pipeline", "photo", "faces", "median ms", "p90 ms", "invokes full+short+mesh", "floor ms", "÷ floor")
+HEAD = ("pipeline", "photo", "faces", "median ms", "p90 ms", "invokes full+short+mesh+CF", "floor ms")
+HEAD += ("÷ floor",)
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -341,7 +381,7 @@ def report(results: dict[str, dict[str, Any]]) -> None:
         raw = res.get("raw_invoke_ms")
         extra = (
             f"raw invoke full-range {raw['detector']:.2f} ms, short-range {raw.get('short', 0):.2f} ms, "
-            f"mesh {raw['mesh']:.2f} ms; "
+            f"mesh {raw['mesh']:.2f} ms, CenterFace {raw.get('centerface', 0):.2f} ms (mean); "
             if raw
             else ""
         )

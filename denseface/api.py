@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from denseface.engine import models
+from denseface.engine.centerface import CenterFace
 from denseface.engine.decode import Decoded, ImageInput, load
 from denseface.engine.detector import FULL_RANGE, SHORT_RANGE, FaceDetector
 from denseface.engine.layout import default_layout
@@ -23,6 +24,7 @@ from denseface.engine.mesh import FaceMesh
 from denseface.engine.pipeline import FacePipeline, PipelineOptions
 from denseface.engine.pose import PoseEstimator, load_canonical_model
 from denseface.engine.result import Face
+from denseface.engine.verify import FaceVerifier
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +43,15 @@ class Analyzer:
     ) -> None:
         paths = models.locate(Path(model_dir) if model_dir is not None else None)
         self.options = options or PipelineOptions()
+        short_range = FaceDetector(paths[models.SHORT_RANGE.name], SHORT_RANGE, num_threads=num_threads)
         self._pipeline = FacePipeline(
             FaceDetector(paths[models.FULL_RANGE.name], FULL_RANGE, num_threads=num_threads),
             FaceMesh(paths[models.MESH.name], num_threads=num_threads),
             default_layout(),
             PoseEstimator(load_canonical_model(paths[models.GEOMETRY.name])),
             self.options,
-            short_range=FaceDetector(paths[models.SHORT_RANGE.name], SHORT_RANGE, num_threads=num_threads),
+            short_range=short_range,
+            verifier=FaceVerifier(short_range, CenterFace(paths[models.CENTERFACE.name])),
         )
         self._lock = threading.Lock()
         log.debug("analyzer ready (models in %s)", paths[models.MESH.name].parent)

@@ -58,7 +58,9 @@ def test_quick_run_prints_table_and_json(model_dir: Path, tmp_path: Path) -> Non
         assert len(case["ms"]) == 3
         assert case["median_ms"] > 0
         assert case["floor_ms"] > 0
-        assert all(full >= 1 and short >= 1 and mesh >= 1 for full, short, mesh in case["invokes"])
+        assert all(full >= 1 and short >= 1 and mesh >= 1 for full, short, mesh, _cf in case["invokes"])
+        # every face returned was verified on its crop: one CenterFace run per face at the default
+        assert all(cf >= 1 for *_, cf in case["invokes"])
     assert result["raw_invoke_ms"]["detector"] > 0
     assert result["raw_invoke_ms"]["mesh"] > 0
     assert result["peak_rss_mb"] >= result["rss_after_import_mb"] > 0

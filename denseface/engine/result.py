@@ -62,6 +62,9 @@ class Face:
     mesh: FloatArray
     pose: Pose
     presence: float = 1.0
+    #: the second opinion on the aligned crop (BlazeFace short-range score, plus CenterFace's when
+    #: that alone is below the threshold); ``None`` when verification is off
+    evidence: float | None = None
     _regions: Mapping[str, FloatArray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

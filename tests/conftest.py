@@ -13,9 +13,23 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from denseface.api import Analyzer
 from denseface.engine import models
+
+# Hypothesis profiles. "ci" (chosen when CI=true, as in .ci/run's environment): every run draws the same
+# examples, keeps no example database and prints a reproduction blob for a failure. "dev" (otherwise):
+# new random examples every run. Neither has a deadline: these tests do real HTTP and model work on a
+# shared 2-core machine. Tests that set max_examples themselves keep their number under both.
+# HYPOTHESIS_PROFILE=ci|dev picks one explicitly.
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, print_blob=True, deadline=None, max_examples=100, database=None
+)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"

@@ -169,6 +169,15 @@ def test_unknown_paths_answer_json(model_dir: Path, tmp_path: Path) -> None:
         assert response.status_code == 404
         assert response.headers["content-type"] == "application/json"
         assert response.json()["Response"]["RequestId"]
+        assert response.json()["Response"]["Error"]["Code"] == "UnsupportedProtocol"
+        english = client.get("/nope", headers={"X-TC-Language": "en-US"}).json()["Response"]["Error"]
+        assert english["Message"] == "The path `/nope` does not exist; the API is served at / (GET or POST)."
+        # a method a non-API path does not serve: 405, the same envelope
+        for method, path in (("POST", "/healthz"), ("POST", "/metrics"), ("DELETE", "/static/app.js")):
+            response = client.request(method, path)
+            assert response.status_code == 405
+            assert response.headers["content-type"] == "application/json"
+            assert response.json()["Response"]["Error"]["Code"] == "UnsupportedProtocol"
 
 
 def test_environment_settings_reach_serve() -> None:

@@ -44,6 +44,7 @@ from denseface.rpc.protocol import (
     ApiError,
     CredentialLookup,
     envelope_for_error,
+    message_for,
     new_request_id,
     normalize_language,
     parse_request,
@@ -272,9 +273,10 @@ def create_app(state: ApiApp) -> Starlette:
             state.pool.close()
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        envelope = envelope_for_error(
-            ApiError("UnsupportedProtocol", detail="the API is served at /"), new_request_id()
-        )
+        language = normalize_language(request.headers.get("x-tc-language")) or "zh-CN"
+        # the code is UnsupportedProtocol; the message (its own entry in messages.json) names the path
+        message = message_for("UnsupportedProtocol.UnknownPath", language, request.url.path)
+        envelope = envelope_for_error(ApiError("UnsupportedProtocol", message), new_request_id())
         return JSONResponse(envelope, status_code=404, media_type="application/json")
 
     async def other_method(request: Request, exc: Exception) -> Response:

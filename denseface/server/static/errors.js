@@ -12,6 +12,7 @@ const EXPLANATIONS = {
   "InvalidParameterValue.ImageEmpty": "No image was sent. Choose, drop or paste a photo, or enter a URL.",
   "InvalidParameterValue.UrlIllegal": "That URL is not valid, or its scheme or address is not allowed by the server.",
   "InvalidParameterValue.FaceModelVersionIllegal": "Only FaceModelVersion 3.0 is supported.",
+  "FailedOperation.ServerError": "The model run failed on the server. This is usually temporary: try again.",
   "InternalError": "The server hit an internal error (for example, the model files are missing). See the server log.",
   "FailedOperation": "The server could not complete the analysis.",
   // Authentication (common codes).
@@ -28,6 +29,7 @@ const EXPLANATIONS = {
   // Request shape and limits (common codes).
   "MissingParameter": "The request is missing a required parameter.",
   "InvalidParameter": "A request parameter has the wrong format or type.",
+  "InvalidParameter.InvalidParameter": "A parameter has the wrong type (Mode and NeedRotateDetection are integers; Image and Url are strings).",
   "InvalidParameterValue": "A request parameter has an invalid value.",
   "UnknownParameter": "The request contains a parameter the server does not know.",
   "InvalidAction": "The server does not support this action.",
@@ -37,6 +39,7 @@ const EXPLANATIONS = {
   "UnsupportedRegion": "The region is not supported.",
   "UnsupportedProtocol": "The server only accepts GET and POST requests.",
   "UnsupportedOperation": "This operation is not supported.",
+  "UnsupportedOperation.UnknowMethod": "This server does not implement that action; it implements AnalyzeDenseLandmarks.",
   "InvalidRequest": "The request body could not be parsed.",
   "RequestSizeLimitExceeded": "The request is too large (TC3 POST requests are limited to 10 MB).",
   "ResponseSizeLimitExceeded": "The response would be too large.",

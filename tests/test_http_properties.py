@@ -111,7 +111,7 @@ def baseline_rss(live_server: LiveServer, http: httpx.Client, photo: bytes) -> i
 
 # ------------------------------------------------------------------------------------------ checks
 def promised(request: httpx.Request) -> str:
-    """What the server promises for a request, as sent: ``"page"`` or ``"api"``.
+    """What the server promises for a request, as sent: ``"page"``, ``"api"`` or ``"elsewhere"``.
 
     A copy of the routing documented in :mod:`denseface.server.app`: ``GET /`` with an empty query
     string and no ``Authorization`` header is the page; every other request to ``/`` is an API call
@@ -119,14 +119,18 @@ def promised(request: httpx.Request) -> str:
     rewriting (a ``#`` starts a fragment, which is never sent, so ``/?#x`` goes out as ``/?``).
     """
     path, _, query = request.url.raw_path.partition(b"?")
-    if path == b"/" and request.method == "GET" and not query and "authorization" not in request.headers:
+    if path != b"/":  # /healthz, /metrics, /static/…: not what these properties are about
+        return "elsewhere"
+    if request.method == "GET" and not query and "authorization" not in request.headers:
         return "page"
     return "api"
 
 
 def answer(response: httpx.Response) -> dict[str, Any] | None:
     """Judge a response by :func:`promised`: ``None`` for the page (checked), else the ``Response``."""
-    if promised(response.request) == "page":
+    promise = promised(response.request)
+    assert promise != "elsewhere", f"these properties only send to /, not {response.request.url}"
+    if promise == "page":
         assert response.status_code == 200, response.text[:500]
         assert response.headers["content-type"].startswith("text/html")
         assert "<html" in response.text.lower()

@@ -334,7 +334,7 @@ def markdown(photos: Sequence[Photo], threshold: float) -> str:
     lines += [
         "",
         f"Threshold in use: {threshold}. From the tuning photos: strongest false face "
-        f"{pick['strongest_false']:.3f}, weakest labelled face {pick['weakest_face']:.3f}, midpoint "
+        f"{pick['strongest_false']:.3f}, weakest real face {pick['weakest_face']:.3f}, midpoint "
         f"{pick['midpoint']:.3f}.",
         "",
         "| threshold | false faces, tune | held out | labelled hits, tune | held out "

@@ -15,7 +15,8 @@ error into the right ``{"Error": {"Code", "Message"}}`` envelope without a secon
     │   ├── UrlIllegalError         URL malformed / scheme not allowed     InvalidParameterValue.UrlIllegal
     │   └── ImageDownloadError      URL could not be fetched safely        FailedOperation.ImageDownloadError
     ├── NoFaceError                 no face in the photo                   InvalidParameterValue.NoFaceInPhoto
-    └── FaceTooSmallError           only faces below the minimum size      FailedOperation.FaceSizeTooSmall
+    ├── FaceTooSmallError           only faces below the minimum size      FailedOperation.FaceSizeTooSmall
+    └── InferenceError              a model run failed (worth retrying)    FailedOperation.ServerError
 
 ``denseface.analyze`` returns an empty list when it finds no face; ``NoFaceError`` and
 ``FaceTooSmallError`` are raised by callers that need Tencent's semantics (the HTTP service).
@@ -86,6 +87,13 @@ class FaceTooSmallError(DensefaceError):
     code = "FailedOperation.FaceSizeTooSmall"
 
 
+class InferenceError(DensefaceError):
+    """A model run failed inside the runtime (LiteRT's ``invoke``, OpenCV DNN's ``forward``): not the
+    photo's fault and worth retrying. ``__cause__`` is the runtime's own exception."""
+
+    code = "FailedOperation.ServerError"
+
+
 __all__ = [
     "DensefaceError",
     "FaceTooSmallError",
@@ -96,6 +104,7 @@ __all__ = [
     "ImageResolutionExceedError",
     "ImageSizeExceedError",
     "ImageTooSmallError",
+    "InferenceError",
     "ModelsMissingError",
     "NoFaceError",
     "UnsupportedFormatError",

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from denseface.api import Analyzer
 from denseface.cli import build_parser
-from denseface.errors import ImageDecodeError
+from denseface.errors import InferenceError
 from denseface.rpc.credentials import Credential, CredentialStore
 from denseface.rpc.fetch import UrlFetcher
-from denseface.rpc.service import DenseLandmarkService, server_error
+from denseface.rpc.service import DenseLandmarkService
 from denseface.rpc.signing import sign_tc3_request
 from denseface.server.app import ApiApp, WorkerPool, create_app
 from denseface.server.run import build_app
@@ -81,28 +82,34 @@ def test_a_normal_request_in_process(model_dir: Path, tmp_path: Path) -> None:
         assert max(xs) < answer["ImageWidth"]  # type: ignore[operator]
 
 
-class FailingAnalyzer:
-    """Stands in for :class:`denseface.Analyzer` only to make the model run fail, as LiteRT's ``invoke``
-    can (RuntimeError) or an allocation can (MemoryError): error paths the real models do not produce
-    on demand. Everything before the model run (protocol, parameters, base64, header checks, decode) is
-    real."""
+class FailingInvoke:
+    """Stands in for one LiteRT interpreter's ``invoke`` of a real :class:`Analyzer`, only to make a model
+    run fail as the runtime can (RuntimeError/ValueError from a kernel, MemoryError from an allocation,
+    or a bug's TypeError): error paths the real models do not produce on demand. Everything else —
+    protocol, parameters, base64, header checks, decode, detection — is real, and the next run works."""
 
-    def __init__(self, failure: BaseException) -> None:
-        self.failure = failure
-        self.calls = 0
+    def __init__(self, interp: Any, failure: BaseException) -> None:
+        self.raw, self.failure, self.calls = interp.invoke, failure, 0
+        interp.invoke = self
 
-    def analyze(self, image: Any, *, mode: int = 0, rotate: bool = False) -> list[Any]:
+    def __call__(self) -> None:
         self.calls += 1
         if self.calls == 1:
             raise self.failure
-        return []  # later calls succeed, finding no face: the server kept serving
+        self.raw()
 
 
-def failing_client(failure: BaseException) -> TestClient:
+def failing_analyzer(model_dir: Path, failure: BaseException) -> Analyzer:
+    analyzer = Analyzer(model_dir)
+    FailingInvoke(analyzer._pipeline.mesh._interp, failure)  # the face is found; its landmarking fails
+    return analyzer
+
+
+def failing_client(model_dir: Path, failure: BaseException) -> TestClient:
     state = ApiApp(
         credentials=CredentialStore([Credential(SECRET_ID, SECRET_KEY)]),
         service=DenseLandmarkService(UrlFetcher()),
-        pool_factory=lambda: WorkerPool(1, lambda: FailingAnalyzer(failure)),
+        pool_factory=lambda: WorkerPool(1, lambda: failing_analyzer(model_dir, failure)),
         default_qps=None,
         deadline=10,
     )
@@ -115,17 +122,19 @@ def failing_client(failure: BaseException) -> TestClient:
         (RuntimeError("tensorflow/lite/kernels/conv.cc: Node number 3 (CONV_2D) failed to invoke."), None),
         (ValueError("Cannot set tensor: Dimension mismatch"), None),
         (MemoryError(), None),
-        (OSError(12, "Cannot allocate memory"), None),
         (TypeError("a bug"), "InternalError"),
         (KeyError("a bug"), "InternalError"),
     ],
 )
 def test_a_failed_model_run_is_server_error_and_logged_with_the_request_id(
-    failure: BaseException, code: str | None, caplog: pytest.LogCaptureFixture
+    model_dir: Path, failure: BaseException, code: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     expected = code or "FailedOperation.ServerError"
     image = base64.b64encode(shared("robustness", "face_recognition", "two_people.jpg").read_bytes()).decode()
-    with caplog.at_level(logging.ERROR, logger="denseface.server.app"), failing_client(failure) as client:
+    with (
+        caplog.at_level(logging.ERROR, logger="denseface.server.app"),
+        failing_client(model_dir, failure) as client,
+    ):
         answer = signed_post(client, {"Image": image})
         assert answer["Error"]["Code"] == expected  # type: ignore[index]
         message = answer["Error"]["Message"]  # type: ignore[index]
@@ -135,21 +144,26 @@ def test_a_failed_model_run_is_server_error_and_logged_with_the_request_id(
         assert logged, caplog.text
         assert logged[0].exc_info is not None
         assert logged[0].exc_info[1] is failure  # the original exception, with its traceback
-        # the next request is served normally (the fake finds no face on its second call)
-        assert signed_post(client, {"Image": image})["Error"]["Code"] == (  # type: ignore[index]
-            "InvalidParameterValue.NoFaceInPhoto"
-        )
+        # the next request is served normally, by the same worker and its models
+        faces = signed_post(client, {"Image": image})["DenseFaceShapeSet"]
+        assert len(faces) == 2  # type: ignore[arg-type]
 
 
-def test_server_error_mapping() -> None:
-    """The one place that decides FailedOperation.ServerError."""
-    for failure in (RuntimeError("invoke"), ValueError("tensor"), OSError("io"), MemoryError()):
-        mapped = server_error(failure)
-        assert mapped is not None
-        assert (mapped.code, mapped.__cause__) == ("FailedOperation.ServerError", failure)
-    for other in (TypeError(), KeyError("k"), AttributeError(), ZeroDivisionError()):
-        assert server_error(other) is None
-    assert server_error(ImageDecodeError("bad")) is None  # keeps its own code
+def test_runtime_failures_are_typed_inference_errors(model_dir: Path) -> None:
+    """The engine says which failures are a failed model run: the runtime's RuntimeError/ValueError."""
+    image = shared("robustness", "face_recognition", "two_people.jpg")
+    for failure in (RuntimeError("Node number 3 (CONV_2D) failed to invoke."), ValueError("tensor")):
+        analyzer = failing_analyzer(model_dir, failure)
+        with pytest.raises(InferenceError) as info:
+            analyzer.analyze(image)
+        assert info.value.code == "FailedOperation.ServerError"
+        assert info.value.__cause__ is failure
+        assert "retry" in info.value.message
+        assert "CONV_2D" not in info.value.message
+        assert len(analyzer.analyze(image)) == 2  # the same models keep working
+    analyzer = failing_analyzer(model_dir, TypeError("a bug"))
+    with pytest.raises(TypeError):
+        analyzer.analyze(image)
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "PUT", "OPTIONS"])

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from denseface.errors import ModelsMissingError
+from denseface.errors import InferenceError, ModelsMissingError
 
 OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 STRIDE = 4
@@ -39,8 +39,11 @@ class CenterFace:
         if height % 32 or width % 32:
             raise ValueError(f"CenterFace input sides must be multiples of 32, not {width}x{height}")
         blob = cv2.dnn.blobFromImage(rgb, 1.0, (width, height), (0.0, 0.0, 0.0), swapRB=False, crop=False)
-        self._net.setInput(blob)
-        outputs = self._net.forward(list(OUTPUTS))
+        try:
+            self._net.setInput(blob)
+            outputs = self._net.forward(list(OUTPUTS))
+        except cv2.error as exc:
+            raise InferenceError("the CenterFace model failed to run; retry the request") from exc
         return np.asarray(outputs[0], dtype=np.float32).reshape(height // STRIDE, width // STRIDE)
 
     def centre_score(self, crop: npt.NDArray[np.uint8]) -> float:

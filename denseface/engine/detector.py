@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from denseface.engine.runtime import load_interpreter
+from denseface.engine.runtime import invoke, load_interpreter
 
 F32 = npt.NDArray[np.float32]
 
@@ -88,7 +88,7 @@ class FaceDetector:
         left, top = int(pad_x), int(pad_y)
         tensor[top : top + new_h, left : left + new_w] = resized.astype(np.float32) * (2.0 / 255.0) - 1.0
         self._interp.set_tensor(self._input_index, tensor[None])
-        self._interp.invoke()
+        invoke(self._interp, "face detector")
         raw = self._interp.get_tensor(self._regressors_index)[0]
         logits = self._interp.get_tensor(self._scores_index)[0, :, 0]
         threshold = self.spec.score_threshold if score_threshold is None else score_threshold

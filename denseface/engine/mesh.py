@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from denseface.engine.detector import Detection
-from denseface.engine.runtime import load_interpreter
+from denseface.engine.runtime import invoke, load_interpreter
 
 F32 = npt.NDArray[np.float32]
 
@@ -103,7 +103,7 @@ class FaceMesh:
         )
         tensor = crop.astype(np.float32) * (1.0 / 255.0)
         self._interp.set_tensor(self._input_index, tensor[None])
-        self._interp.invoke()
+        invoke(self._interp, "face mesh")
         raw = self._interp.get_tensor(self._landmarks_index).reshape(478, 3)
         logit = float(self._interp.get_tensor(self._presence_index).reshape(-1)[0])
         xy = raw[:, :2] @ matrix[:, :2].T + matrix[:, 2]

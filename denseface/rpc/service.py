@@ -11,11 +11,11 @@ CPU work off the event loop. The order of the checks follows Tencent's documente
 5. no face → ``InvalidParameterValue.NoFaceInPhoto``; only faces smaller than ``min_face_size`` →
    ``FailedOperation.FaceSizeTooSmall``.
 
-A failure of the engine's work (step 4) that is worth retrying — LiteRT's ``invoke`` raising
-``RuntimeError``/``ValueError``, or an ``OSError``/``MemoryError`` while decoding or running the models —
-is ``FailedOperation.ServerError`` (:func:`server_error`, the one place that decides it); the server
-logs it with the RequestId and keeps serving. Any other unexpected exception is a bug and becomes
-``InternalError`` in the server.
+A failure of the engine's work (step 4) that is worth retrying is ``FailedOperation.ServerError``: a
+model run that fails inside its runtime (the engine raises :class:`~denseface.errors.InferenceError`
+where LiteRT's ``invoke`` or OpenCV DNN's ``forward`` fails), or running out of memory while decoding or
+running the models (mapped here). The server logs it with the RequestId and the runtime's own exception
+and keeps serving. Any other unexpected exception is a bug and becomes ``InternalError`` in the server.
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from typing import Any, TypeVar
 from denseface.api import Analyzer
 from denseface.engine.decode import Decoded, decode_bytes
 from denseface.engine.result import Face
-from denseface.errors import DensefaceError, FaceTooSmallError, NoFaceError
+from denseface.errors import FaceTooSmallError, InferenceError, NoFaceError
 from denseface.rpc.actions import AnalyzeParams, parse_analyze_params
-from denseface.rpc.envelope import ApiError
 from denseface.rpc.fetch import UrlFetcher
 from denseface.rpc.image_input import DEFAULT_LIMITS, ImageLimits, check_tencent_image, decode_base64_image
 from denseface.rpc.protocol import ApiCall
@@ -39,30 +38,9 @@ from denseface.rpc.shape import analyze_response
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-SERVER_ERROR = "FailedOperation.ServerError"
-#: What a failed model run raises (LiteRT's invoke: RuntimeError, ValueError; allocation and I/O in the
-#: engine: MemoryError, OSError). Worth retrying, so not InternalError.
-INFERENCE_FAILURES: tuple[type[Exception], ...] = (RuntimeError, ValueError, OSError, MemoryError)
+SERVER_ERROR = InferenceError.code
 #: Runs a blocking function with an Analyzer from the pool, off the event loop, under the deadline.
 RunInWorker = Callable[[Callable[[Analyzer], T]], Awaitable[T]]
-
-
-class InferenceFailedError(ApiError):
-    """``FailedOperation.ServerError``: the engine's work failed in a way worth retrying.
-
-    ``__cause__`` is the original exception (the server logs it with the RequestId)."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(SERVER_ERROR)
-        self.__cause__ = cause
-
-
-def server_error(exc: BaseException) -> InferenceFailedError | None:
-    """The ``FailedOperation.ServerError`` for an exception from the engine's work, or ``None`` when the
-    exception is not an inference failure (a ``DensefaceError`` keeps its own code; others are bugs)."""
-    if isinstance(exc, DensefaceError) or not isinstance(exc, INFERENCE_FAILURES):
-        return None
-    return InferenceFailedError(exc)
 
 
 @dataclass(frozen=True)
@@ -95,15 +73,12 @@ class DenseLandmarkService:
 
     @staticmethod
     def _engine(analyzer: Analyzer, data: bytes, params: AnalyzeParams) -> tuple[Decoded, list[Face]]:
-        """Decode and run the models; a failed run becomes ``FailedOperation.ServerError``."""
+        """Decode and run the models; running out of memory is ``FailedOperation.ServerError`` too."""
         try:
             decoded = decode_bytes(data)
             return decoded, analyzer.analyze(decoded, mode=params.mode, rotate=params.need_rotate)
-        except Exception as exc:
-            failure = server_error(exc)
-            if failure is None:
-                raise
-            raise failure from exc
+        except MemoryError as exc:
+            raise InferenceError("out of memory while analysing the image; retry the request") from exc
 
     def _big_enough(self, faces: list[Face]) -> list[Face]:
         if not faces:

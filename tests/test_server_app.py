@@ -4,26 +4,28 @@ environment. The end-to-end client tests against a live server are in test_sdk.p
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from denseface.api import Analyzer
 from denseface.cli import build_parser
 from denseface.errors import InferenceError
 from denseface.rpc.credentials import Credential, CredentialStore
 from denseface.rpc.fetch import UrlFetcher
 from denseface.rpc.service import DenseLandmarkService
 from denseface.rpc.signing import sign_tc3_request
-from denseface.server.app import ApiApp, WorkerPool, create_app
+from denseface.server.app import ApiApp, create_app
 from denseface.server.run import build_app
 from denseface.server.settings import Settings
+from denseface.server.worker_process import WorkerConfig
+from denseface.server.workers import ProcessPool
 from tests.conftest import SECRET_ID, SECRET_KEY, shared
+from tests.faults import failing_analyzer
 
 HOST = "testserver"
 
@@ -82,34 +84,13 @@ def test_a_normal_request_in_process(model_dir: Path, tmp_path: Path) -> None:
         assert max(xs) < answer["ImageWidth"]  # type: ignore[operator]
 
 
-class FailingInvoke:
-    """Stands in for one LiteRT interpreter's ``invoke`` of a real :class:`Analyzer`, only to make a model
-    run fail as the runtime can (RuntimeError/ValueError from a kernel, MemoryError from an allocation,
-    or a bug's TypeError): error paths the real models do not produce on demand. Everything else —
-    protocol, parameters, base64, header checks, decode, detection — is real, and the next run works."""
-
-    def __init__(self, interp: Any, failure: BaseException) -> None:
-        self.raw, self.failure, self.calls = interp.invoke, failure, 0
-        interp.invoke = self
-
-    def __call__(self) -> None:
-        self.calls += 1
-        if self.calls == 1:
-            raise self.failure
-        self.raw()
-
-
-def failing_analyzer(model_dir: Path, failure: BaseException) -> Analyzer:
-    analyzer = Analyzer(model_dir)
-    FailingInvoke(analyzer._pipeline.mesh._interp, failure)  # the face is found; its landmarking fails
-    return analyzer
-
-
 def failing_client(model_dir: Path, failure: BaseException) -> TestClient:
+    """A server whose one worker process builds its Analyzer with ``failure`` in its first mesh run."""
+    config = WorkerConfig(analyzer_factory=functools.partial(failing_analyzer, model_dir, failure))
     state = ApiApp(
         credentials=CredentialStore([Credential(SECRET_ID, SECRET_KEY)]),
         service=DenseLandmarkService(UrlFetcher()),
-        pool_factory=lambda: WorkerPool(1, lambda: failing_analyzer(model_dir, failure)),
+        pool_factory=lambda: ProcessPool(1, config),
         default_qps=None,
         deadline=10,
     )
@@ -143,10 +124,17 @@ def test_a_failed_model_run_is_server_error_and_logged_with_the_request_id(
         logged = [r for r in caplog.records if request_id in r.getMessage()]
         assert logged, caplog.text
         assert logged[0].exc_info is not None
-        assert logged[0].exc_info[1] is failure  # the original exception, with its traceback
-        # the next request is served normally, by the same worker and its models
+        # the worker's traceback, down to the original exception
+        remote = str(logged[0].exc_info[1])
+        assert "Traceback (most recent call last)" in remote, remote
+        assert f"{type(failure).__name__}: {failure}".rstrip(": ") in remote, remote
+        before = client.get("/healthz").json()["worker_processes"]
+        # the next request is served normally, by the same worker process and its models
         faces = signed_post(client, {"Image": image})["DenseFaceShapeSet"]
         assert len(faces) == 2  # type: ignore[arg-type]
+        after = client.get("/healthz").json()
+        assert after["worker_restarts"] == 0
+        assert after["worker_processes"][0]["pid"] == before[0]["pid"]
 
 
 def test_runtime_failures_are_typed_inference_errors(model_dir: Path) -> None:

@@ -103,6 +103,18 @@ def success_envelope(fields: Mapping[str, Any], request_id: str) -> dict[str, An
     return {"Response": {**fields, "RequestId": request_id}}
 
 
+def success_envelope_json(fields_json: bytes, request_id: str) -> bytes:
+    """:func:`success_envelope` for fields already serialised as a JSON object (as a worker returns
+    them): ``{"Response": {...fields, "RequestId": request_id}}`` as compact UTF-8 JSON, spliced
+    without parsing the fields again."""
+    fields = memoryview(fields_json)
+    if not (fields_json[:1] == b"{" and fields_json[-1:] == b"}"):
+        raise ValueError("the fields must be a JSON object")
+    separator = b"," if fields_json.strip(b"{} \t\r\n") else b""
+    request = json.dumps(request_id).encode("utf-8")
+    return b"".join((b'{"Response":', fields[:-1], separator, b'"RequestId":', request, b"}}"))
+
+
 def error_envelope(code: str, message: str, request_id: str) -> dict[str, Any]:
     """``{"Response": {"Error": {"Code", "Message"}, "RequestId"}}``."""
     return {"Response": {"Error": {"Code": code, "Message": message}, "RequestId": request_id}}
@@ -132,4 +144,5 @@ __all__ = [
     "new_request_id",
     "normalize_language",
     "success_envelope",
+    "success_envelope_json",
 ]

@@ -8,14 +8,14 @@ the official SDK ignores errors otherwise) and a ``RequestId``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
-import queue
 import time
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -25,6 +25,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -32,10 +34,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from denseface import __version__
-from denseface.api import Analyzer
 from denseface.errors import DensefaceError
 from denseface.rpc.catalog import IMPLEMENTED_ACTIONS
 from denseface.rpc.credentials import RateLimiter
+from denseface.rpc.envelope import success_envelope_json
 from denseface.rpc.protocol import (
     MAX_TC3_BODY_BYTES,
     MAX_V1_BODY_BYTES,
@@ -48,12 +50,11 @@ from denseface.rpc.protocol import (
     new_request_id,
     normalize_language,
     parse_request,
-    success_envelope,
 )
 from denseface.rpc.service import SERVER_ERROR, DenseLandmarkService
+from denseface.server.workers import ProcessPool
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 STATIC_DIR = resources.files("denseface.server").joinpath("static")
 MAX_IN_FLIGHT_PER_WORKER = 32  # API requests admitted at once (bounds memory: each holds ≤ 10 MB of body)
 #: Every ``Error.Code`` this server can answer (the README's error table lists each, with its trigger).
@@ -81,35 +82,10 @@ ERROR_CODES = PROTOCOL_ERROR_CODES | {
 }
 
 
-class WorkerPool:
-    """Inference threads, each with its own :class:`Analyzer` (models loaded once, at start-up)."""
-
-    def __init__(self, size: int, factory: Callable[[], Analyzer]) -> None:
-        self.size = size
-        self._analyzers: queue.SimpleQueue[Analyzer] = queue.SimpleQueue()
-        for _ in range(size):
-            self._analyzers.put(factory())
-        self._executor = ThreadPoolExecutor(size, thread_name_prefix="denseface-infer")
-
-    def _job(self, fn: Callable[[Analyzer], T]) -> T:
-        analyzer = self._analyzers.get()
-        try:
-            return fn(analyzer)
-        finally:
-            self._analyzers.put(analyzer)
-
-    async def run(self, fn: Callable[[Analyzer], T]) -> T:
-        """``fn(analyzer)`` in a worker thread. Cancelled while still queued (the request timed out),
-        the job never runs; once running it finishes and returns its Analyzer to the pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._job, fn)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, pool: Callable[[], ProcessPool | None]) -> None:
         self.registry = CollectorRegistry()
+        self.registry.register(_WorkerCollector(pool))
         self.requests = Counter(
             "denseface_requests",
             "API requests by action and result code",
@@ -126,6 +102,44 @@ class Metrics:
         self.in_flight = Gauge("denseface_in_flight", "API requests being handled", registry=self.registry)
 
 
+class _WorkerCollector(Collector):
+    """The worker processes' state, read from the pool at every scrape (nothing while none runs)."""
+
+    def __init__(self, pool: Callable[[], ProcessPool | None]) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self._pool()
+        if pool is None:
+            return
+        stats = pool.stats()
+        yield GaugeMetricFamily("denseface_workers", "Worker processes configured", value=stats.size)
+        yield GaugeMetricFamily(
+            "denseface_workers_alive", "Worker processes up with their models loaded", value=stats.alive
+        )
+        yield GaugeMetricFamily("denseface_workers_busy", "Worker processes running a job", value=stats.busy)
+        yield GaugeMetricFamily(
+            "denseface_jobs_queued", "Jobs waiting for an idle worker", value=stats.queued
+        )
+        yield CounterMetricFamily(
+            "denseface_worker_restarts",
+            "Worker processes started to replace one that stopped",
+            stats.restarts,
+        )
+        yield CounterMetricFamily("denseface_worker_jobs", "Jobs the worker processes finished", stats.jobs)
+        yield CounterMetricFamily(
+            "denseface_worker_handoff_seconds",
+            "Time of the finished jobs spent outside the workers' own work (sending, waking, receiving)",
+            stats.handoff_seconds,
+        )
+        pids = GaugeMetricFamily(
+            "denseface_worker_pid", "PID of the process in each worker slot", labels=["slot", "state"]
+        )
+        for worker in stats.workers:
+            pids.add_metric([str(worker.slot), worker.state], worker.pid or 0)
+        yield pids
+
+
 class ApiApp:
     """Request handling state: keys, limiter, service, worker pool, metrics."""
 
@@ -134,20 +148,20 @@ class ApiApp:
         *,
         credentials: CredentialLookup,
         service: DenseLandmarkService,
-        pool_factory: Callable[[], WorkerPool],
+        pool_factory: Callable[[], ProcessPool],
         default_qps: float | None,
         deadline: float,
     ) -> None:
         self.credentials = credentials
         self.service = service
         self.pool_factory = pool_factory
-        self.pool: WorkerPool | None = None
+        self.pool: ProcessPool | None = None
         self.limiter = _DefaultQpsLimiter(RateLimiter(), default_qps)
         self.deadline = deadline
-        self.metrics = Metrics()
+        self.metrics = Metrics(lambda: self.pool)
         self._in_flight = 0
 
-    async def _process(self, request: Request, pool: WorkerPool) -> tuple[ApiCall, dict[str, Any]]:
+    async def _process(self, request: Request, pool: ProcessPool, request_id: str) -> tuple[ApiCall, bytes]:
         body = await _read_body(request)
         call = parse_request(
             request.method,
@@ -159,7 +173,8 @@ class ApiApp:
             limiter=self.limiter,
         )
         try:
-            return call, await self.service.handle(call, pool.run, from_query=call.from_query)
+            run = functools.partial(pool.run, request_id=request_id)
+            return call, await self.service.handle(call, run, from_query=call.from_query)
         except DensefaceError as error:  # rendered in the call's language by `api`
             raise _Answered(error, call) from error
 
@@ -176,9 +191,10 @@ class ApiApp:
             if self.pool is None or self._in_flight > self.pool.size * MAX_IN_FLIGHT_PER_WORKER:
                 raise ApiError("RequestLimitExceeded", detail="server busy")
             # one deadline for everything: reading the body, downloading a Url, queueing, inference
-            call, fields = await asyncio.wait_for(self._process(request, self.pool), self.deadline)
+            work = self._process(request, self.pool, request_id)
+            call, fields = await asyncio.wait_for(work, self.deadline)
             language, action = call.language, call.action
-            payload = success_envelope(fields, request_id)
+            payload: dict[str, Any] | bytes = success_envelope_json(fields, request_id)
         except _Answered as answered:  # an error after authentication: its call is known
             language, action = answered.call.language, answered.call.action
             code = answered.error.code
@@ -207,7 +223,10 @@ class ApiApp:
         self.metrics.requests.labels(action_label, code).inc()
         self.metrics.latency.labels(action_label).observe(elapsed)
         log.info("%s %s %s %.1f ms", request_id, action_label, code, elapsed * 1000)
-        return JSONResponse(payload, media_type="application/json", headers={"X-Request-Id": request_id})
+        extra = {"X-Request-Id": request_id}
+        if isinstance(payload, bytes):  # a success: the worker's JSON, spliced into the envelope
+            return Response(payload, media_type="application/json", headers=extra)
+        return JSONResponse(payload, media_type="application/json", headers=extra)
 
 
 class _Answered(Exception):
@@ -254,23 +273,36 @@ def create_app(state: ApiApp) -> Starlette:
         return await state.api(request)
 
     async def healthz(request: Request) -> Response:
-        ready = state.pool is not None
-        body: dict[str, Any] = {"status": "ok" if ready else "starting", "version": __version__}
-        if state.pool is not None:
-            body["workers"] = state.pool.size
-        return JSONResponse(body, status_code=200 if ready else 503)
+        if state.pool is None:
+            return JSONResponse({"status": "starting", "version": __version__}, status_code=503)
+        stats = state.pool.stats()
+        status = "ok" if stats.alive == stats.size else "degraded" if stats.alive else "unavailable"
+        body = {
+            "status": status,
+            "version": __version__,
+            "workers": stats.size,
+            "workers_alive": stats.alive,
+            "workers_busy": stats.busy,
+            "worker_restarts": stats.restarts,
+            "jobs_queued": stats.queued,
+            "worker_processes": [dataclasses.asdict(worker) for worker in stats.workers],
+        }
+        return JSONResponse(body, status_code=200 if stats.alive else 503)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state.pool = await asyncio.to_thread(state.pool_factory)
-        log.info("ready: %d inference worker(s)", state.pool.size)
+        pool = state.pool_factory()
+        await pool.start()  # every worker has loaded its models
+        state.pool = pool
+        log.info("ready: %d inference worker process(es)", pool.size)
         try:
             yield
         finally:
-            state.pool.close()
+            state.pool = None
+            await pool.close()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         language = normalize_language(request.headers.get("x-tc-language")) or "zh-CN"

@@ -1,4 +1,4 @@
-"""Wiring: settings → keys, fetcher, service, worker pool → ASGI app → uvicorn."""
+"""Wiring: settings → keys, fetcher, service, worker processes → ASGI app → uvicorn."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from urllib.parse import quote
 import uvicorn
 from starlette.applications import Starlette
 
-from denseface.api import Analyzer
 from denseface.engine import models
 from denseface.rpc.credentials import Credential, CredentialStore, ensure_local_credential
 from denseface.rpc.fetch import UrlFetcher, parse_networks
 from denseface.rpc.service import DenseLandmarkService, ServiceOptions
-from denseface.server.app import ApiApp, WorkerPool, create_app
+from denseface.server.app import ApiApp, create_app
 from denseface.server.settings import Settings
+from denseface.server.worker_process import WorkerConfig
+from denseface.server.workers import ProcessPool
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,27 @@ def build_app(settings: Settings) -> tuple[Starlette, CredentialStore, Credentia
         connect_timeout=settings.url_connect_timeout,
         deadline=settings.url_deadline,
     )
-    service = DenseLandmarkService(fetcher, ServiceOptions(min_face_size=settings.min_face_size))
+    worker = WorkerConfig(
+        model_dir=settings.model_dir,
+        options=ServiceOptions(min_face_size=settings.min_face_size),
+        log_level=logging.getLogger().getEffectiveLevel(),
+    )
     state = ApiApp(
         credentials=store,
-        service=service,
-        pool_factory=lambda: WorkerPool(settings.workers, lambda: Analyzer(settings.model_dir)),
+        service=DenseLandmarkService(fetcher),
+        pool_factory=lambda: ProcessPool(
+            settings.workers, worker, stuck_after=stuck_after(settings.deadline)
+        ),
         default_qps=settings.default_qps,
         deadline=settings.deadline,
     )
     return create_app(state), store, local
+
+
+def stuck_after(deadline: float) -> float:
+    """How long a worker may run one job before it is killed and replaced: twice the request deadline,
+    at least 30 s (its request has long timed out by then; a slow job is not killed for a short one)."""
+    return max(2 * deadline, 30.0)
 
 
 def page_link(host: str, port: int, credential: Credential) -> str:

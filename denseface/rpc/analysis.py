@@ -1,0 +1,48 @@
+"""The CPU part of ``AnalyzeDenseLandmarks``: one :class:`~denseface.rpc.service.AnalyzeJob` in, the
+response fields out as JSON bytes. The server runs it in a worker process that owns an Analyzer.
+
+Steps 2–5 of :mod:`denseface.rpc.service`: base64 (the ``Image`` parameter's text travels to the worker
+as is; a downloaded ``Url`` arrives as raw bytes), Tencent's header checks, decode, the models, the
+minimum face size, and the response fields serialised the way the server's envelope expects (compact
+JSON, UTF-8). Running out of memory while decoding or running the models is ``InferenceError``
+(``FailedOperation.ServerError``); every other library error keeps its own Tencent code.
+"""
+
+from __future__ import annotations
+
+import json
+
+from denseface.api import Analyzer
+from denseface.engine.decode import Decoded, decode_bytes
+from denseface.engine.result import Face
+from denseface.errors import FaceTooSmallError, InferenceError, NoFaceError
+from denseface.rpc.image_input import check_tencent_image, decode_base64_image
+from denseface.rpc.service import AnalyzeJob, ServiceOptions
+from denseface.rpc.shape import analyze_response
+
+
+def analyze_job(analyzer: Analyzer, job: AnalyzeJob, options: ServiceOptions) -> bytes:
+    """The response fields (without ``RequestId``) as a compact JSON object; raises ``DensefaceError``."""
+    data = decode_base64_image(job.image.decode("utf-8"), options.limits) if job.base64 else job.image
+    check_tencent_image(data, options.limits)
+    decoded, faces = _engine(analyzer, data, job)
+    fields = analyze_response(decoded.width, decoded.height, _big_enough(faces, options.min_face_size))
+    return json.dumps(fields, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def _engine(analyzer: Analyzer, data: bytes, job: AnalyzeJob) -> tuple[Decoded, list[Face]]:
+    """Decode and run the models; running out of memory is ``FailedOperation.ServerError`` too."""
+    try:
+        decoded = decode_bytes(data)
+        return decoded, analyzer.analyze(decoded, mode=job.mode, rotate=job.rotate)
+    except MemoryError as exc:
+        raise InferenceError("out of memory while analysing the image; retry the request") from exc
+
+
+def _big_enough(faces: list[Face], min_face_size: float) -> list[Face]:
+    if not faces:
+        raise NoFaceError("no face was found in the image")
+    kept = [f for f in faces if min(f.box.width, f.box.height) >= min_face_size]
+    if not kept:
+        raise FaceTooSmallError(f"every face found is smaller than {min_face_size:g} px; send a larger photo")
+    return kept

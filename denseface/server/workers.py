@@ -1,0 +1,368 @@
+"""Inference in worker processes: the server's pool of N processes, each with its own Analyzer.
+
+The server process keeps the connections, the protocol, the deadline and the in-flight cap; a worker
+(:mod:`denseface.server.worker_process`) does the CPU work of one job at a time. Everything here runs on
+the server's event loop — no threads — and talks to each worker over a socket pair
+(:mod:`denseface.server.wire`): the image travels as raw bytes, the answer comes back as the response
+fields' JSON, which the server splices into the envelope.
+
+Jobs wait in the server, in arrival order, and go to a worker only when it is idle, so:
+
+* **a queued job whose request timed out never starts** (it is dropped from the queue);
+* **a job whose request times out while a worker runs it** finishes; its answer is dropped and the worker
+  takes the next job. A worker still busy ``stuck_after`` seconds after it got a job (in the server:
+  2 × the request deadline, at least 30 s) is killed and replaced;
+* **a worker that dies** (SIGKILL, a segfault, the kernel's OOM killer) fails only the job it held, with
+  ``FailedOperation.ServerError`` (:class:`~denseface.errors.InferenceError`); a new process replaces it at
+  once (a worker that keeps failing to start is retried with a growing pause, up to 30 s).
+
+Workers are started with ``spawn`` (safe with the event loop and uvloop), all at start-up, each loading
+the models once. :meth:`ProcessPool.close` stops them; a worker also exits by itself when the server
+process dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import multiprocessing
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from denseface.errors import DensefaceError, InferenceError
+from denseface.rpc.service import AnalyzeJob
+from denseface.server.wire import WireError, job_frames, read_message, rebuild_error
+from denseface.server.worker_process import WorkerConfig, worker_main
+
+log = logging.getLogger(__name__)
+
+STARTING, IDLE, BUSY, STOPPED = "starting", "idle", "busy", "stopped"
+MAX_RESTART_PAUSE = 30.0
+
+
+class WorkerExit(Exception):
+    """How a worker process ended (the ``__cause__`` of the ``ServerError`` its request answers)."""
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    slot: int
+    pid: int | None
+    state: str  # starting, idle, busy, stopped
+    jobs: int  # jobs this slot's processes finished
+    restarts: int  # processes this slot started after the first
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    size: int
+    alive: int  # workers started and ready (idle or busy)
+    busy: int
+    queued: int  # jobs waiting for a worker
+    restarts: int
+    jobs: int
+    handoff_seconds: float  # total time of the finished jobs outside the worker's own work
+    workers: list[WorkerInfo] = field(default_factory=list)
+
+
+class _Ticket:
+    __slots__ = ("dispatched", "frames", "future", "request_id")
+
+    def __init__(self, job: AnalyzeJob, request_id: str, future: asyncio.Future[bytes]) -> None:
+        self.frames = job_frames(job)
+        self.request_id = request_id
+        self.future = future
+        self.dispatched = 0.0
+
+
+class _Slot:
+    """One worker position: the process now in it, its socket, what it is doing."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: BaseProcess | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.pid: int | None = None
+        self.state = STOPPED
+        self.ticket: _Ticket | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.ready: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.kill_reason: str | None = None
+        self.jobs = 0
+        self.restarts = 0
+        self.failed_starts = 0
+
+
+class ProcessPool:
+    """``size`` worker processes; :meth:`start` them, :meth:`run` jobs, :meth:`close` at shutdown."""
+
+    def __init__(
+        self,
+        size: int,
+        config: WorkerConfig | None = None,
+        *,
+        stuck_after: float = 30.0,
+        start_timeout: float = 120.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a pool needs at least one worker")
+        self.size = size
+        self._config = config or WorkerConfig()
+        self._stuck_after = stuck_after
+        self._start_timeout = start_timeout
+        self._context = multiprocessing.get_context("spawn")
+        self._slots = [_Slot(i) for i in range(size)]
+        self._pending: collections.deque[_Ticket] = collections.deque()
+        self._spawn_lock = asyncio.Lock()
+        self._closing = False
+        self._started = False  # start() done: from now on a stopped worker is replaced
+        self._restarts = 0
+        self._jobs = 0
+        self._handoff = 0.0
+
+    # ------------------------------------------------------------------------------------------- public
+    async def start(self) -> None:
+        """Start every worker and wait until each has loaded its models; raise if one cannot."""
+        for slot in self._slots:
+            await self._spawn(slot)
+        try:
+            ready = [slot.ready for slot in self._slots if slot.ready is not None]
+            await asyncio.wait_for(asyncio.gather(*ready), self._start_timeout)
+        except BaseException:
+            await self.close()
+            raise
+        self._started = True
+        log.info("%d worker process(es) ready: pids %s", self.size, [s.pid for s in self._slots])
+
+    async def run(self, job: AnalyzeJob, request_id: str = "-") -> bytes:
+        """The response fields' JSON for ``job``, from the next idle worker. Cancelled while queued (the
+        request's deadline passed), the job never reaches a worker."""
+        if self._closing:
+            raise InferenceError("the server is shutting down; retry the request")
+        ticket = _Ticket(job, request_id, asyncio.get_running_loop().create_future())
+        self._pending.append(ticket)
+        self._dispatch()
+        try:
+            return await ticket.future
+        except asyncio.CancelledError:
+            if ticket in self._pending:
+                self._pending.remove(ticket)
+            raise
+
+    def stats(self) -> PoolStats:
+        workers = [WorkerInfo(s.index, s.pid, s.state, s.jobs, s.restarts) for s in self._slots]
+        return PoolStats(
+            size=self.size,
+            alive=sum(w.state in (IDLE, BUSY) for w in workers),
+            busy=sum(w.state == BUSY for w in workers),
+            queued=len(self._pending),
+            restarts=self._restarts,
+            jobs=self._jobs,
+            handoff_seconds=self._handoff,
+            workers=workers,
+        )
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop every worker (SIGTERM, then SIGKILL after ``timeout``); queued jobs fail."""
+        self._closing = True
+        while self._pending:
+            ticket = self._pending.popleft()
+            if not ticket.future.done():
+                ticket.future.set_exception(InferenceError("the server is shutting down; retry the request"))
+        async with self._spawn_lock:  # no process is being started past this point
+            for slot in self._slots:
+                if slot.writer is not None:
+                    slot.writer.close()
+                if slot.process is not None and slot.process.is_alive():
+                    slot.process.terminate()
+        tasks = [slot.task for slot in self._slots if slot.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for slot in self._slots:
+                if slot.process is not None and slot.process.is_alive():
+                    slot.process.kill()
+            for task in late:  # e.g. pausing before another start attempt
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=timeout)
+
+    # ------------------------------------------------------------------------------------------ workers
+    async def _spawn(self, slot: _Slot) -> None:
+        loop = asyncio.get_running_loop()
+        async with self._spawn_lock:
+            if self._closing:
+                return
+            parent_end, child_end = socket.socketpair()
+            process = self._context.Process(
+                target=worker_main,
+                args=(child_end, self._config, slot.index),
+                name=f"denseface-worker-{slot.index}",
+                daemon=True,
+            )
+            try:
+                await asyncio.to_thread(process.start)
+            except BaseException:
+                parent_end.close()
+                raise
+            finally:
+                child_end.close()
+            reader, writer = await asyncio.open_connection(sock=parent_end)
+            slot.process, slot.writer, slot.pid, slot.state = process, writer, process.pid, STARTING
+            slot.kill_reason = None
+            slot.ready = loop.create_future()
+            slot.task = asyncio.create_task(self._serve(slot, process, reader, slot.ready))
+
+    async def _serve(
+        self, slot: _Slot, process: BaseProcess, reader: asyncio.StreamReader, ready: asyncio.Future[None]
+    ) -> None:
+        """Read everything the worker in ``slot`` sends, until it exits; then replace it."""
+        failure: BaseException | None = None
+        restart = True
+        try:
+            try:
+                header, _ = await asyncio.wait_for(read_message(reader), self._start_timeout)
+            except asyncio.TimeoutError:
+                raise WorkerExit(f"not ready after {self._start_timeout:g} s") from None
+            if not header.get("ready"):
+                raise rebuild_error(header)  # it could not load its models
+            slot.pid, slot.state, slot.failed_starts = int(header.get("pid") or process.pid or 0), IDLE, 0
+            ready.set_result(None)
+            self._dispatch()
+            while True:
+                header, body = await read_message(reader)
+                self._finish(slot, header, body)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:  # it exited
+            failure = exc
+        except (WireError, WorkerExit, DensefaceError) as exc:  # it is useless: make sure it is gone
+            failure = exc
+            slot.kill_reason = slot.kill_reason or f"stopped: {exc}"
+            process.kill()
+        except asyncio.CancelledError:  # the event loop is going away: stop, do not replace
+            restart = False
+            process.kill()
+            raise
+        finally:
+            await self._exited(slot, process, ready, failure, restart=restart)
+
+    async def _exited(
+        self,
+        slot: _Slot,
+        process: BaseProcess,
+        ready: asyncio.Future[None],
+        failure: BaseException | None,
+        *,
+        restart: bool,
+    ) -> None:
+        was_ready = ready.done()
+        slot.state, slot.pid = STOPPED, process.pid
+        if slot.writer is not None:
+            slot.writer.close()
+            slot.writer = None
+        if slot.timer is not None:
+            slot.timer.cancel()
+            slot.timer = None
+        how = await _reap(process)
+        if slot.kill_reason:
+            how = f"{how} ({slot.kill_reason})"
+        if not was_ready:
+            ready.set_exception(failure if isinstance(failure, DensefaceError) else WorkerExit(how))
+            ready.exception()  # retrieved: only start() waits for it, and it may not
+        ticket, slot.ticket = slot.ticket, None
+        quiet = self._closing or not restart or not self._started  # (start() reports a failed start)
+        if ticket is not None and not ticket.future.done():
+            error = InferenceError("the worker process analysing the image stopped; retry the request")
+            error.__cause__ = WorkerExit(f"worker {slot.index} (pid {process.pid}) {how}")
+            ticket.future.set_exception(error)
+        if quiet:
+            return
+        if ticket is not None:
+            log.error(
+                "worker %d (pid %s) %s while serving request %s",
+                slot.index,
+                process.pid,
+                how,
+                ticket.request_id,
+            )
+        else:
+            log.error("worker %d (pid %s) %s", slot.index, process.pid, how)
+        slot.restarts += 1
+        self._restarts += 1
+        if not was_ready:
+            slot.failed_starts += 1
+            pause = min(MAX_RESTART_PAUSE, 0.5 * 2**slot.failed_starts)
+            log.error("worker %d failed to start; next attempt in %.1f s", slot.index, pause)
+            await asyncio.sleep(pause)
+        await self._spawn(slot)
+
+    # ---------------------------------------------------------------------------------------------- jobs
+    def _dispatch(self) -> None:
+        """Give queued jobs to idle workers, oldest first."""
+        while self._pending:
+            slot = next((s for s in self._slots if s.state == IDLE and s.ticket is None), None)
+            if slot is None or slot.writer is None:
+                return
+            ticket = self._pending.popleft()
+            if ticket.future.done():  # its request timed out: never starts
+                continue
+            prefix, body = ticket.frames
+            slot.state, slot.ticket, ticket.dispatched = BUSY, ticket, time.perf_counter()
+            slot.writer.write(prefix)
+            slot.writer.write(body)  # the transport keeps what the socket does not take at once
+            slot.timer = asyncio.get_running_loop().call_later(self._stuck_after, self._stuck, slot, ticket)
+
+    def _finish(self, slot: _Slot, header: dict[str, Any], body: bytes) -> None:
+        ticket, slot.ticket = slot.ticket, None
+        if ticket is None:
+            raise WireError("a reply without a job")
+        if slot.timer is not None:
+            slot.timer.cancel()
+            slot.timer = None
+        slot.state = IDLE
+        slot.jobs += 1
+        self._jobs += 1
+        worked = header.get("seconds")
+        if isinstance(worked, (int, float)):
+            self._handoff += max(0.0, time.perf_counter() - ticket.dispatched - float(worked))
+        if not ticket.future.done():  # done: the request timed out meanwhile, the answer is dropped
+            if header.get("ok"):
+                ticket.future.set_result(body)
+            else:
+                ticket.future.set_exception(rebuild_error(header))
+        self._dispatch()
+
+    def _stuck(self, slot: _Slot, ticket: _Ticket) -> None:
+        if slot.ticket is ticket and slot.process is not None:
+            slot.kill_reason = f"killed: still busy {self._stuck_after:g} s after it got its job"
+            log.error(
+                "worker %d (pid %s) is stuck on request %s: killing it",
+                slot.index,
+                slot.pid,
+                ticket.request_id,
+            )
+            slot.process.kill()
+
+
+async def _reap(process: BaseProcess) -> str:
+    """Wait (without blocking the loop) until ``process`` has exited; how it ended, in words."""
+    for _ in range(200):  # the socket closes a moment before the process can be reaped
+        if process.exitcode is not None:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        process.kill()  # it closed its socket or broke the protocol but did not exit
+        await asyncio.to_thread(process.join, 5)
+    code = process.exitcode
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the Tencent-compatible API and the page")
     p.add_argument("--host", default=None, help="address (default: $DENSEFACE_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: $DENSEFACE_PORT or 8000)")
-    p.add_argument("--workers", type=int, default=None, help="inference threads (default: CPU cores)")
+    p.add_argument("--workers", type=int, default=None, help="inference processes (default: CPU cores)")
     p.add_argument("--credentials", help="TOML file of API keys (default: env or a generated local key)")
     p.set_defaults(func=cmd_serve)
     return parser

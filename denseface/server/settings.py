@@ -3,7 +3,7 @@
 | setting | environment | default |
 |---|---|---|
 | host, port | ``DENSEFACE_HOST``, ``DENSEFACE_PORT`` | 127.0.0.1, 8000 |
-| workers (inference threads) | ``DENSEFACE_WORKERS`` | number of CPU cores |
+| workers (inference processes, one Analyzer each) | ``DENSEFACE_WORKERS`` | number of CPU cores |
 | credentials (TOML file) | ``DENSEFACE_CREDENTIALS`` | env key, else a generated local key |
 | default per-key QPS (0 = unlimited; Tencent documents 50) | ``DENSEFACE_QPS`` | 50 |
 | deadline per request (s) | ``DENSEFACE_DEADLINE`` | 10 |

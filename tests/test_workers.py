@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from denseface.api import Analyzer
+from denseface.engine.decode import decode_bytes
 from denseface.errors import (
     FaceTooSmallError,
     ImageDecodeError,
@@ -26,6 +28,7 @@ from denseface.errors import (
 )
 from denseface.rpc.envelope import ApiError, success_envelope, success_envelope_json
 from denseface.rpc.service import AnalyzeJob, ServiceOptions
+from denseface.rpc.shape import analyze_response, analyze_response_json
 from denseface.server.run import stuck_after
 from denseface.server.worker_process import WorkerConfig
 from denseface.server.workers import ProcessPool
@@ -178,3 +181,20 @@ def test_the_envelope_spliced_around_a_workers_json_is_the_envelope(fields: dict
     assert json.loads(success_envelope_json(raw, request_id)) == success_envelope(fields, request_id)
     with pytest.raises(ValueError, match="JSON object"):
         success_envelope_json(b"[1]", request_id)
+
+
+def test_the_workers_response_json_is_json_dumps_of_the_fields(analyzer: Analyzer) -> None:
+    """Written directly in the worker, byte for byte what json.dumps makes of the fields (two faces;
+    faces cut by the frame, their points clipped)."""
+    cut = io.BytesIO()
+    with Image.open(io.BytesIO(TWO_PEOPLE)) as image:
+        image.crop((120, 60, image.width - 150, image.height - 200)).save(cut, "JPEG")
+    for data in (TWO_PEOPLE, cut.getvalue()):
+        decoded = decode_bytes(data)
+        faces = analyzer.analyze(decoded)
+        assert faces
+        fields = analyze_response(decoded.width, decoded.height, faces)
+        expected = json.dumps(fields, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        assert analyze_response_json(decoded.width, decoded.height, faces) == expected
+    assert '"Y":0}' in expected.decode()  # the cut photo has a face clipped at the top
+    assert json.loads(analyze_response_json(64, 64, [])) == analyze_response(64, 64, [])

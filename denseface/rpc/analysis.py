@@ -10,15 +10,13 @@ JSON, UTF-8). Running out of memory while decoding or running the models is ``In
 
 from __future__ import annotations
 
-import json
-
 from denseface.api import Analyzer
 from denseface.engine.decode import Decoded, decode_bytes
 from denseface.engine.result import Face
 from denseface.errors import FaceTooSmallError, InferenceError, NoFaceError
 from denseface.rpc.image_input import check_tencent_image, decode_base64_image
 from denseface.rpc.service import AnalyzeJob, ServiceOptions
-from denseface.rpc.shape import analyze_response
+from denseface.rpc.shape import analyze_response_json
 
 
 def analyze_job(analyzer: Analyzer, job: AnalyzeJob, options: ServiceOptions) -> bytes:
@@ -26,8 +24,7 @@ def analyze_job(analyzer: Analyzer, job: AnalyzeJob, options: ServiceOptions) ->
     data = decode_base64_image(job.image.decode("utf-8"), options.limits) if job.base64 else job.image
     check_tencent_image(data, options.limits)
     decoded, faces = _engine(analyzer, data, job)
-    fields = analyze_response(decoded.width, decoded.height, _big_enough(faces, options.min_face_size))
-    return json.dumps(fields, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    return analyze_response_json(decoded.width, decoded.height, _big_enough(faces, options.min_face_size))
 
 
 def _engine(analyzer: Analyzer, data: bytes, job: AnalyzeJob) -> tuple[Decoded, list[Face]]:

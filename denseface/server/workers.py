@@ -294,11 +294,22 @@ class ProcessPool:
         slot.restarts += 1
         self._restarts += 1
         if not was_ready:
-            slot.failed_starts += 1
-            pause = min(MAX_RESTART_PAUSE, 0.5 * 2**slot.failed_starts)
-            log.error("worker %d failed to start; next attempt in %.1f s", slot.index, pause)
-            await asyncio.sleep(pause)
-        await self._spawn(slot)
+            await self._pause(slot)
+        while not self._closing:
+            try:
+                await self._spawn(slot)
+                return
+            except Exception:  # e.g. out of file descriptors or processes
+                log.exception("worker %d could not be started", slot.index)
+                await self._pause(slot)
+
+    @staticmethod
+    async def _pause(slot: _Slot) -> None:
+        """Before another start attempt of a worker that failed to start: 1 s, 2 s, 4 s … up to 30 s."""
+        slot.failed_starts += 1
+        pause = min(MAX_RESTART_PAUSE, 0.5 * 2**slot.failed_starts)
+        log.error("worker %d failed to start; next attempt in %.1f s", slot.index, pause)
+        await asyncio.sleep(pause)
 
     # ---------------------------------------------------------------------------------------------- jobs
     def _dispatch(self) -> None:
@@ -310,7 +321,7 @@ class ProcessPool:
             ticket = self._pending.popleft()
             if ticket.future.done():  # its request timed out: never starts
                 continue
-            prefix, body = ticket.frames
+            (prefix, body), ticket.frames = ticket.frames, (b"", b"")  # the ticket no longer holds the image
             slot.state, slot.ticket, ticket.dispatched = BUSY, ticket, time.perf_counter()
             slot.writer.write(prefix)
             slot.writer.write(body)  # the transport keeps what the socket does not take at once

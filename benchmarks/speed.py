@@ -45,10 +45,10 @@ CASES = (
 )
 CONFIGS: dict[str, dict[str, Any]] = {
     "denseface default": {},
+    "denseface fast": {"detector": "fast"},
     "denseface verification off": {"verify_threshold": 0.0},
     "denseface refine=False": {"refine": False},
-    "denseface min_face=80": {"min_face_size": 80.0},
-    "denseface min_face=160 refine=False": {"min_face_size": 160.0, "refine": False},
+    "denseface fast min_face=80": {"detector": "fast", "min_face_size": 80.0},
 }
 MEDIAPIPE = "MediaPipe Tasks"
 
@@ -133,6 +133,32 @@ class NetMeter:
         return out
 
 
+class FullRangeMeter:
+    """Counts and times the full-range detector's invokes, whatever input size it runs at (by wrapping
+    the ``invoke`` its module calls)."""
+
+    def __init__(self) -> None:
+        from denseface.engine import full_range
+
+        self._module, self._raw = full_range, full_range.invoke
+        self.count, self.seconds = 0, 0.0
+        self.last: Any = None
+        full_range.invoke = self._invoke  # type: ignore[assignment]
+
+    def _invoke(self, interp: Any, model: str) -> None:
+        start = time.perf_counter()
+        self._raw(interp, model)
+        self.seconds += time.perf_counter() - start
+        self.count += 1
+        self.last = interp
+
+    def raw_ms(self, repeats: int) -> float:
+        """Median of back-to-back raw invokes of the last interpreter used (its last input size)."""
+        if self.last is None:
+            return 0.0
+        return statistics.median(clock(self.last.invoke) for _ in range(repeats))
+
+
 def clock(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -167,7 +193,7 @@ def denseface_worker(spec: dict[str, Any]) -> dict[str, Any]:
     rss_import = peak_rss_mb()
     analyzer = Analyzer(spec["model_dir"], num_threads=1, options=PipelineOptions(**spec["options"]))
     pipeline = analyzer._pipeline  # the benchmark needs the interpreters; not public API
-    det, mesh = InvokeMeter(pipeline.detector._interp), InvokeMeter(pipeline.mesh._interp)
+    det, mesh = FullRangeMeter(), InvokeMeter(pipeline.mesh._interp)
     # the short-range detector is a model invoke too: part of the floor, not of the overhead
     short = InvokeMeter(pipeline.short_range._interp) if pipeline.short_range is not None else None
 
@@ -233,13 +259,16 @@ def stage_timers() -> dict[str, list[float]]:
     import cv2
 
     import denseface.api
-    from denseface.engine import detector, layout, mesh, pipeline, pose
+    from denseface.engine import centerface, detector, full_range, layout, mesh, pipeline, pose, verify
 
     targets = {
         "decode (Pillow, EXIF, to RGB)": (denseface.api, "load"),
-        "detect (all views and tiles)": (pipeline.FacePipeline, "detect"),
-        "  FaceDetector.detect": (detector.FaceDetector, "detect"),
+        "detect (all detectors and views)": (pipeline.FacePipeline, "detect"),
+        "  FullRangeDetector.detect": (full_range.FullRangeDetector, "detect"),
+        "  FaceDetector.detect (short-range)": (detector.FaceDetector, "detect"),
+        "  CenterFace.detect": (centerface.CenterFace, "detect"),
         "    cv2.resize": (cv2, "resize"),
+        "verification (both detectors on each crop)": (verify.FaceVerifier, "evidence"),
         "mesh runs": (mesh.FaceMesh, "run"),
         "  cv2.warpAffine": (cv2, "warpAffine"),
         "layout build": (layout.Layout, "build"),
@@ -263,7 +292,7 @@ def stage_timers() -> dict[str, list[float]]:
 _TIMERS: dict[str, list[float]] = {}
 
 
-def profile(run: Callable[[int], int], images: int, runs: int, det: InvokeMeter, mesh: InvokeMeter) -> Any:
+def profile(run: Callable[[int], int], images: int, runs: int, det: FullRangeMeter, mesh: InvokeMeter) -> Any:
     """Wall-clock ms per image by stage, then a cProfile pass for the top self times."""
     if not _TIMERS:
         _TIMERS.update(stage_timers())
@@ -274,10 +303,7 @@ def profile(run: Callable[[int], int], images: int, runs: int, det: InvokeMeter,
     for i in range(runs):
         run(i % images)
     stages = {"end to end": time.perf_counter() - start, **{k: v[0] for k, v in _TIMERS.items()}}
-    stages["    detector invoke"] = det.seconds
-    one_call, resize = stages["  FaceDetector.detect"], stages["    cv2.resize"]
-    stages["    detector rest (tensor, boxes, NMS)"] = one_call - det.seconds - resize
-    stages["  rot90 copies, tile offsets, merge"] = stages["detect (all views and tiles)"] - one_call
+    stages["    full-range invoke"] = det.seconds
     stages["  mesh invoke"] = mesh.seconds
     stages["  mesh rest (tensor, projection)"] = (
         stages["mesh runs"] - mesh.seconds - stages["  cv2.warpAffine"]

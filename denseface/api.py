@@ -18,7 +18,8 @@ from pathlib import Path
 from denseface.engine import models
 from denseface.engine.centerface import CenterFace
 from denseface.engine.decode import Decoded, ImageInput, load
-from denseface.engine.detector import FULL_RANGE, SHORT_RANGE, FaceDetector
+from denseface.engine.detector import SHORT_RANGE, FaceDetector
+from denseface.engine.full_range import FullRangeDetector
 from denseface.engine.layout import default_layout
 from denseface.engine.mesh import FaceMesh
 from denseface.engine.pipeline import FacePipeline, PipelineOptions
@@ -44,14 +45,16 @@ class Analyzer:
         paths = models.locate(Path(model_dir) if model_dir is not None else None)
         self.options = options or PipelineOptions()
         short_range = FaceDetector(paths[models.SHORT_RANGE.name], SHORT_RANGE, num_threads=num_threads)
+        centerface = CenterFace(paths[models.CENTERFACE.name])
         self._pipeline = FacePipeline(
-            FaceDetector(paths[models.FULL_RANGE.name], FULL_RANGE, num_threads=num_threads),
+            FullRangeDetector(paths[models.FULL_RANGE.name], num_threads=num_threads),
             FaceMesh(paths[models.MESH.name], num_threads=num_threads),
             default_layout(),
             PoseEstimator(load_canonical_model(paths[models.GEOMETRY.name])),
             self.options,
             short_range=short_range,
-            verifier=FaceVerifier(short_range, CenterFace(paths[models.CENTERFACE.name])),
+            verifier=FaceVerifier(short_range, centerface),
+            centerface=centerface,
         )
         self._lock = threading.Lock()
         log.debug("analyzer ready (models in %s)", paths[models.MESH.name].parent)

@@ -46,7 +46,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.draw and len(args.images) > 1 and not Path(args.draw).is_dir():
         log.error("--draw must be an existing directory when several images are given")
         return EXIT_USAGE
-    analyzer = Analyzer(args.model_dir)
+    from denseface.engine.pipeline import PipelineOptions
+
+    analyzer = Analyzer(args.model_dir, options=PipelineOptions(detector=args.detector))
     results: list[dict[str, Any]] = []
     failed = False
     for path in args.images:
@@ -143,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, WebP, TIFF, ...)")
     p.add_argument("--mode", type=int, choices=(0, 1), default=0, help="0: up to 5 faces; 1: the largest")
     p.add_argument("--rotate", action="store_true", help="also find faces turned by 90/180/270 degrees")
+    p.add_argument(
+        "--detector",
+        choices=("fast", "thorough"),
+        default="thorough",
+        help="thorough (default): BlazeFace + CenterFace, finds turned and covered faces; fast: BlazeFace",
+    )
     p.add_argument("--draw", metavar="OUT.png", help="write an overlay PNG (a directory for several images)")
     p.add_argument("--format", choices=("tencent", "full"), default="tencent", help="output shape")
     p.add_argument("--compact", action="store_true", help="one-line JSON")

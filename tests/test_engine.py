@@ -75,11 +75,16 @@ def test_rotated_copies_are_recovered_with_rotate(analyzer: Analyzer, record: di
     assert ibug_nme(face, gt) < MAX_IBUG68_NME
 
 
-def test_upside_down_face_needs_rotate(analyzer: Analyzer) -> None:
+def test_upside_down_face_is_found_right_or_not_at_all_without_rotate(analyzer: Analyzer) -> None:
+    """Without rotation search an upside-down face may still be found (CenterFace's keypoints turn the
+    crop), but then right way round; with it, it is found."""
     record = next(r for r in ROTATED if "rot180" in r["image"] and "indoor_020" in r["image"])
     gt = np.array(record["points"], float)
-    assert match(analyzer.analyze(LANDMARKS / record["image"], rotate=False), gt) is None
-    assert match(analyzer.analyze(LANDMARKS / record["image"], rotate=True), gt) is not None
+    face = match(analyzer.analyze(LANDMARKS / record["image"], rotate=False), gt)
+    assert face is None or ibug_nme(face, gt) < 0.12
+    turned = match(analyzer.analyze(LANDMARKS / record["image"], rotate=True), gt)
+    assert turned is not None
+    assert ibug_nme(turned, gt) < 0.12
 
 
 def test_rotation_mapping_round_trips() -> None:

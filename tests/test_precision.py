@@ -3,15 +3,12 @@
 Non-faces are scikit-image's sample photos (a cat, a colour wheel, a rocket at night, a motion-blurred
 clock, coffee, coins, a horse, the Hubble deep field, text, textures…), each with rotation detection
 off and on — the library must return no face and the server must answer ``NoFaceInPhoto``. Faces are
-every shared annotated photo and every robustness photo: each face the pipeline finds with
-verification off must still be found with it on.
+checked in test_face_finding.py: every face found before the face-finding rework is still found.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,10 +19,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.iai.v20200303 import iai_client, models
 
 from denseface.api import Analyzer
-from denseface.engine.decode import load
-from denseface.engine.pipeline import VERIFY_THRESHOLD, PipelineOptions
-from denseface.engine.result import Box
-from tests.conftest import LANDMARKS, ROBUSTNESS, LiveServer
+from tests.conftest import LiveServer
 
 skimage = pytest.importorskip("skimage", reason="scikit-image (test extra) provides the non-face photos")
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
@@ -46,46 +40,6 @@ def test_the_named_non_faces_are_there() -> None:
 def test_non_faces_have_no_face(analyzer: Analyzer, name: str, rotate: bool) -> None:
     faces = analyzer.analyze(SKIMAGE_DATA / name, rotate=rotate)
     assert faces == [], [(f.box, f.score, f.evidence) for f in faces]
-
-
-@pytest.fixture(scope="module")
-def unverified(model_dir: Path) -> Analyzer:
-    return Analyzer(model_dir, options=PipelineOptions(verify_threshold=0.0))
-
-
-def _photos() -> Iterator[tuple[Path, bool]]:
-    manifest = json.loads((LANDMARKS / "manifest.json").read_text(encoding="utf-8"))
-    rotated = {rec["image"]: bool(rec.get("rotated", False)) for rec in manifest["faces"]}
-    for image, rotate in sorted(rotated.items()):
-        yield LANDMARKS / image, rotate
-    suffixes = {".jpg", ".jpeg", ".png", ".webp"}
-    for path in sorted(ROBUSTNESS.rglob("*")):
-        if path.suffix.lower() in suffixes and path.name != "no-faces.jpg":
-            yield path, False
-
-
-PHOTOS = list(_photos())
-PHOTO_IDS = [str(p.relative_to(p.parents[1])) for p, _ in PHOTOS]
-
-
-def _same(a: Box, b: Box) -> bool:
-    iw = max(0.0, min(a.x + a.width, b.x + b.width) - max(a.x, b.x))
-    ih = max(0.0, min(a.y + a.height, b.y + b.height) - max(a.y, b.y))
-    return iw * ih >= 0.5 * min(a.width * a.height, b.width * b.height)
-
-
-@pytest.mark.parametrize(("path", "rotate"), PHOTOS, ids=PHOTO_IDS)
-def test_no_real_face_is_lost(analyzer: Analyzer, unverified: Analyzer, path: Path, rotate: bool) -> None:
-    decoded = load(path)
-    before = unverified.analyze(decoded, rotate=rotate)
-    after = analyzer.analyze(decoded, rotate=rotate)
-    lost = [f.box for f in before if not any(_same(f.box, g.box) for g in after)]
-    assert not lost, f"faces lost to verification: {lost}"
-    assert all(f.evidence is not None and f.evidence >= VERIFY_THRESHOLD for f in after)
-
-
-def test_shared_sets_are_large_enough() -> None:
-    assert len(PHOTOS) >= 100
 
 
 @pytest.fixture(scope="module")

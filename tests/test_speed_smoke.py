@@ -52,7 +52,8 @@ def test_quick_run_prints_table_and_json(model_dir: Path, tmp_path: Path) -> Non
     cases = result["cases"]
     assert set(cases) == {"portrait", "group", "wide", "rotations"}
     assert cases["portrait"]["faces"] == [1]
-    assert cases["group"]["faces"] == [2]
+    # the two adults, and the child cut by the bottom edge once covered faces are kept when verified
+    assert cases["group"]["faces"] == [3]
     assert cases["rotations"]["faces"] == [1, 1, 1, 1]  # rotate=True recovers every turn
     for case in cases.values():
         assert len(case["ms"]) == 3

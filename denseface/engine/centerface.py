@@ -4,7 +4,8 @@ A second, independent family beside BlazeFace: a different architecture, differe
 so the two rarely fire on the same non-face. The ONNX graph takes RGB in 0..255 (NCHW, any size
 that is a multiple of 32) and returns, at stride 4, a face-centre heatmap, box scales, centre
 offsets and five landmarks. Here it answers one question: how strongly does it see a face centred
-in an aligned crop (:meth:`CenterFace.centre_score`).
+in an aligned crop (:meth:`CenterFace.centre_score`), and where are the faces in a photo
+(:meth:`CenterFace.detect`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from denseface.engine.detector import Detection, weighted_nms
 from denseface.errors import InferenceError, ModelsMissingError
 
 OUTPUTS = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
@@ -33,8 +35,8 @@ class CenterFace:
                 f"cannot load {model_path}: {exc}; run `denseface models fetch --force`"
             ) from exc
 
-    def heatmap(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """Face-centre probability per 4×4 cell of an RGB image whose sides are multiples of 32."""
+    def run(self, rgb: npt.NDArray[np.uint8]) -> list[npt.NDArray[np.float32]]:
+        """The four output maps for an RGB image whose sides are multiples of 32."""
         height, width = rgb.shape[:2]
         if height % 32 or width % 32:
             raise ValueError(f"CenterFace input sides must be multiples of 32, not {width}x{height}")
@@ -44,11 +46,56 @@ class CenterFace:
             outputs = self._net.forward(list(OUTPUTS))
         except cv2.error as exc:
             raise InferenceError("the CenterFace model failed to run; retry the request") from exc
-        return np.asarray(outputs[0], dtype=np.float32).reshape(height // STRIDE, width // STRIDE)
+        return [np.asarray(o, dtype=np.float32) for o in outputs]
+
+    def heatmap(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Face-centre probability per 4×4 cell of an RGB image whose sides are multiples of 32."""
+        height, width = rgb.shape[:2]
+        return self.run(rgb)[0].reshape(height // STRIDE, width // STRIDE)
+
+    def detect(self, rgb: npt.NDArray[np.uint8], *, score_threshold: float = 0.5) -> list[Detection]:
+        """Faces in an RGB image at its own scale (padded to multiples of 32), in its pixels."""
+        height, width = rgb.shape[:2]
+        padded = np.zeros((-(-height // 32) * 32, -(-width // 32) * 32, 3), np.uint8)
+        padded[:height, :width] = rgb
+        return decode(self.run(padded), score_threshold)
 
     def centre_score(self, crop: npt.NDArray[np.uint8]) -> float:
         """The strongest face centre near the middle of a square crop (0..1)."""
-        heat = self.heatmap(crop)
-        side = heat.shape[0]
-        lo, hi = round(side * (0.5 - CENTRE)), round(side * (0.5 + CENTRE)) + 1
-        return float(heat[lo:hi, lo:hi].max())
+        return centre_peak(self.run(crop)[0], crop.shape[0])
+
+
+def centre_peak(heat: npt.NDArray[np.float32], side: int, at: tuple[float, float] = (0.5, 0.5)) -> float:
+    """The heatmap's peak in a window of ± :data:`CENTRE` of the side around ``at`` (fractions of the
+    side; the middle by default) of a square input of ``side`` pixels; 0 when that is outside."""
+    cells = side // STRIDE
+    grid = np.asarray(heat, dtype=np.float32).reshape(cells, cells)
+    x0, x1 = max(0, round(cells * (at[0] - CENTRE))), min(cells, round(cells * (at[0] + CENTRE)) + 1)
+    y0, y1 = max(0, round(cells * (at[1] - CENTRE))), min(cells, round(cells * (at[1] + CENTRE)) + 1)
+    return float(grid[y0:y1, x0:x1].max()) if x0 < x1 and y0 < y1 else 0.0
+
+
+def decode(outputs: list[npt.NDArray[np.float32]], threshold: float, nms_iou: float = 0.3) -> list[Detection]:
+    """Detections from CenterFace's four stride-4 maps (input pixels): every heatmap cell at or above
+    ``threshold`` gives a box (exp of its scales × 4, centred on the cell plus its offset) and five
+    landmarks (relative to the box), then weighted non-maximum suppression."""
+    heat, scale, offset, marks = (np.asarray(o, dtype=np.float32)[0] for o in outputs)
+    ys, xs = np.nonzero(heat[0] >= threshold)
+    if ys.size == 0:
+        return []
+    scores = heat[0, ys, xs]
+    box_h = np.exp(scale[0, ys, xs]) * STRIDE
+    box_w = np.exp(scale[1, ys, xs]) * STRIDE
+    cy = (ys + offset[0, ys, xs] + 0.5) * STRIDE
+    cx = (xs + offset[1, ys, xs] + 0.5) * STRIDE
+    x0, y0 = cx - box_w / 2.0, cy - box_h / 2.0
+    boxes = np.stack([x0, y0, x0 + box_w, y0 + box_h], axis=1)
+    # landmarks: channel 2j is y, 2j+1 is x, as fractions of the box from its top-left corner
+    lm_y = marks[0::2, ys, xs].T * box_h[:, None] + y0[:, None]
+    lm_x = marks[1::2, ys, xs].T * box_w[:, None] + x0[:, None]
+    five = np.stack([lm_x, lm_y], axis=-1)  # (n, 5, 2): eyes, nose tip, mouth corners
+    mouth = (five[:, 3] + five[:, 4]) / 2.0
+    # BlazeFace's six keypoints (eyes, nose, mouth centre, ears): the ears are not modelled, the eyes
+    # stand in for them
+    keypoints = np.stack([five[:, 0], five[:, 1], five[:, 2], mouth, five[:, 0], five[:, 1]], axis=1)
+    return weighted_nms(scores, boxes.astype(np.float32), keypoints.astype(np.float32), nms_iou)

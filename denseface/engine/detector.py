@@ -41,6 +41,9 @@ class Detection:
     score: float
     box: tuple[float, float, float, float]  # x0, y0, x1, y1
     keypoints: F32  # (6, 2)
+    #: other detections of the same face (other detectors, orientations), best first: another crop
+    #: to try when this one's landmarks fail
+    alternatives: tuple[Detection, ...] = ()
 
     @property
     def size(self) -> float:

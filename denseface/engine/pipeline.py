@@ -1,24 +1,32 @@
-"""Detection → mesh → 888 points, for one RGB image.
+"""Detection → mesh → verification → 888 points, for one RGB image.
 
-Finding faces: the full-range detector sees the whole image letterboxed to 192², and so does
-the short-range one (128², cheap, better on large close-up faces); for images too large for
-the full-range model to see faces of ``min_face_size``, it also sees overlapping tiles.
-With ``rotate`` the same search runs on the image turned by 90°, 180° and 270° and everything
-is mapped back and merged.
+Finding faces: the full-range detector runs once over the whole image, scaled so that a face of
+``min_face_size`` is :data:`DETECTOR_MIN_FACE` px in its input (the model runs at any size; see
+``full_range.py``), and the short-range one sees it letterboxed to 128² (cheap, better on large
+close-up faces). The ``thorough`` profile (the default) also runs CenterFace over the same view: a
+second family that finds faces turned away, covered or in crowds that BlazeFace misses; its
+detections count where BlazeFace has none. With ``rotate`` the search runs on the image turned by
+90°, 180° and 270° too (CenterFace only where BlazeFace saw a face) and everything is mapped back and
+merged; overlapping detections of one face are kept as alternatives to its best one.
 Landmarking: Face Mesh v2 on a rotated square crop around each detection, then (``refine``) a second
-pass on the crop derived from the first pass's landmarks, as MediaPipe's tracker does.
+pass on the crop derived from the first pass's landmarks, as MediaPipe's tracker does; when the crop
+fails, an alternative detection's crop is tried. Every face is then verified on its aligned crop
+(``verify.py``). A face whose mesh doubts it (presence < 0.5: turned away, covered) is kept only when
+verified and when CenterFace sees it best the way the mesh turns it (not fitted upside down).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from denseface.engine.centerface import CenterFace
 from denseface.engine.detector import Detection, FaceDetector, iou, overlap
+from denseface.engine.full_range import MAX_SIDE, FullRangeDetector, resize_view
 from denseface.engine.layout import Layout
 from denseface.engine.mesh import FaceMesh, MeshResult, Roi, roi_from_detection, roi_from_landmarks
 from denseface.engine.pose import PoseEstimator
@@ -31,12 +39,14 @@ RGB = npt.NDArray[np.uint8]
 # np.rot90(image, k) as OpenCV rotations (much faster than a numpy copy of a rotated view)
 _CV2_ROTATIONS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
 
-DETECTOR_MIN_FACE = (
-    10.0  # px in the 192² input: the full-range model finds faces down to 7–8 px (measured; margin kept)
-)
-TILE_OVERLAP = 0.25
-LARGEST_MARGIN = 0.8  # Mode 1 compares final boxes of detections at least this size of the largest
+# px in the full-range input: the model finds faces down to 7–8 px (measured; margin kept)
+DETECTOR_MIN_FACE = 10.0
+MIN_VIEW = 192  # the full-range view's longer side is never scaled below this (its native input)
+CENTERFACE_MIN_VIEW = 128  # CenterFace's view: the same scale, floored at this instead
+LARGEST_MARGIN = 0.5  # Mode 1 compares final boxes of detections at least this size of the largest
 NESTED = 0.6  # a face box this much inside another (intersection / smaller area) is the same face
+ALTERNATIVE_IOU = 0.8  # another detection of a face is a different crop to try below this IoU
+MAX_ALTERNATIVES = 2
 # second mesh pass only when the landmark crop moved more than this from the detector crop
 REFINE_SHIFT = 0.04  # of the crop side
 REFINE_SCALE = 0.08
@@ -45,15 +55,24 @@ REFINE_TURN = math.radians(4.0)
 VERIFY_THRESHOLD = 1.01
 
 
+DETECTORS = ("fast", "thorough")
+
+
 @dataclass(frozen=True)
 class PipelineOptions:
-    min_face_size: float = 40.0  # smallest face (detector box side, image px) searched for by tiling
-    score_threshold: float = 0.5  # detector score
+    min_face_size: float = 40.0  # smallest face (detector box side, image px) searched for
+    score_threshold: float = 0.4  # detector score (a proposal: every face is verified after)
     presence_threshold: float = 0.5  # mesh face-presence probability
     refine: bool = True  # second mesh pass on the landmark-derived crop
     nms_iou: float = 0.3
     # a face is kept when the two detectors' scores on its aligned crop add up to this (0: no check)
     verify_threshold: float = VERIFY_THRESHOLD
+    # "fast": BlazeFace full-range + short-range; "thorough": also CenterFace over the whole view
+    detector: str = "thorough"
+
+    def __post_init__(self) -> None:
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, not {self.detector!r}")
 
 
 def to_original(points: F32, k: int, width: int, height: int) -> F32:
@@ -71,83 +90,89 @@ def to_original(points: F32, k: int, width: int, height: int) -> F32:
     return np.stack([ox, oy], axis=-1).astype(np.float32)
 
 
-def tiles(width: int, height: int, side: int) -> list[tuple[int, int, int, int]]:
-    """Overlapping square-ish tiles (x0, y0, x1, y1) covering the image."""
-
-    def starts(extent: int) -> list[int]:
-        if extent <= side:
-            return [0]
-        count = math.ceil((extent - side) / (side * (1 - TILE_OVERLAP))) + 1
-        step = (extent - side) / (count - 1)
-        return [round(i * step) for i in range(count)]
-
-    return [
-        (x, y, min(x + side, width), min(y + side, height)) for y in starts(height) for x in starts(width)
-    ]
-
-
 class FacePipeline:
     """Owns one detector, one mesh model and the layout. Not thread-safe."""
 
     def __init__(
         self,
-        detector: FaceDetector,
+        detector: FullRangeDetector,
         mesh: FaceMesh,
         layout: Layout,
         pose: PoseEstimator,
         options: PipelineOptions | None = None,
         short_range: FaceDetector | None = None,
         verifier: FaceVerifier | None = None,
+        centerface: CenterFace | None = None,
     ) -> None:
         self.detector = detector
         self.short_range = short_range
         self.verifier = verifier
+        self.centerface = centerface
         self.mesh = mesh
         self.layout = layout
         self.pose = pose
         self.options = options or PipelineOptions()
 
     # -- finding faces -------------------------------------------------------------------------
-    def _detect_upright(self, img: RGB, tile_side: int | None) -> list[Detection]:
-        """Detections in ``img`` (already downscaled), in its own pixel frame."""
-        threshold = self.options.score_threshold
-        found = self.detector.detect(img, score_threshold=threshold)
-        if self.short_range is not None:  # 1.4 ms; better on large, close and partly cut-off faces
-            found += self.short_range.detect(img, score_threshold=threshold)
-        if tile_side is not None:
-            height, width = img.shape[:2]
-            for x0, y0, x1, y1 in tiles(width, height, tile_side):
-                offset = np.array([x0, y0], np.float32)
-                for det in self.detector.detect(img[y0:y1, x0:x1], score_threshold=threshold):
-                    box = (det.box[0] + x0, det.box[1] + y0, det.box[2] + x0, det.box[3] + y0)
-                    found.append(Detection(det.score, box, det.keypoints + offset))
-        return found
+    def view_scale(self, width: int, height: int) -> float:
+        """How much the full-range view shrinks the image: a ``min_face_size`` face becomes
+        ``DETECTOR_MIN_FACE`` px, never below ``MIN_VIEW`` px on the longer side, never enlarged."""
+        longer = max(width, height)
+        scale = max(DETECTOR_MIN_FACE / self.options.min_face_size, MIN_VIEW / longer)
+        return min(1.0, scale, MAX_SIDE / longer)  # a photo over 3072 px: larger smallest face
 
     def detect(self, rgb: RGB, *, rotate: bool) -> list[Detection]:
-        """Faces in the image, merged over tiles and orientations, largest first."""
+        """Faces in the image, merged over detectors and orientations, largest first."""
         height, width = rgb.shape[:2]
-        size = self.detector.spec.input_size
-        # a tile of this many image pixels shows a face of min_face_size at the detector's limit
-        side = self.options.min_face_size * size / DETECTOR_MIN_FACE
-        tiled = max(width, height) > side * 1.1
-        # one downscale serves the whole view, every tile (each exactly the detector's input) and
-        # every orientation
-        scale = min(1.0, size / side if tiled else size / max(width, height))
-        small = rgb
-        if scale < 1.0:
-            dims = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = np.asarray(cv2.resize(rgb, dims, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+        scale = self.view_scale(width, height)
+        # one downscale serves both detectors and every orientation
+        small = resize_view(rgb, scale)
         sh, sw = small.shape[:2]
+        sx, sy = width / sw, height / sh
+        threshold = self.options.score_threshold
+        # CenterFace needs no more than min_face_size → DETECTOR_MIN_FACE px (no 192 px floor)
+        cf_scale = min(
+            scale,
+            max(DETECTOR_MIN_FACE / self.options.min_face_size, CENTERFACE_MIN_VIEW / max(width, height)),
+        )
         found: list[Detection] = []
+        second: list[Detection] = []  # another family's proposals: kept where BlazeFace has none
+        thorough = self.centerface is not None and self.options.detector == "thorough"
         for k in range(4) if rotate else (0,):
             view = small if k == 0 else np.asarray(cv2.rotate(small, _CV2_ROTATIONS[k]), dtype=np.uint8)
-            for det in self._detect_upright(view, size if tiled else None):
+            dets = self.detector.detect(view, score_threshold=threshold)
+            if self.short_range is not None:  # 1.4 ms; better on large, close and partly cut-off faces
+                dets += self.short_range.detect(view, score_threshold=threshold)
+            blaze = len(dets)
+            # turned, covered and crowded faces; in a turned view only where BlazeFace saw a face
+            # (a photo turned as a whole turns all of its faces)
+            if thorough and self.centerface is not None and (k == 0 or blaze):
+                dets += self._centerface(view, cf_scale / scale, threshold)
+            for i, det in enumerate(dets):
                 x0, y0, x1, y1 = det.box
-                corners = to_original(np.array([[x0, y0], [x1, y1]], np.float32), k, sw, sh) / scale
+                corners = to_original(np.array([[x0, y0], [x1, y1]], np.float32), k, sw, sh)
+                corners *= np.array([sx, sy], np.float32)
                 lo, hi = corners.min(axis=0), corners.max(axis=0)
                 box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
-                found.append(Detection(det.score, box, to_original(det.keypoints, k, sw, sh) / scale))
-        return _merge(found, self.options.nms_iou)
+                keypoints = to_original(det.keypoints, k, sw, sh) * np.array([sx, sy], np.float32)
+                (found if i < blaze else second).append(Detection(det.score, box, keypoints))
+        return _merge(found, self.options.nms_iou, second)
+
+    def _centerface(self, view: RGB, scale: float, threshold: float) -> list[Detection]:
+        """CenterFace's detections on the view scaled by ``scale`` (≤ 1), in the view's pixels."""
+        if self.centerface is None:
+            return []
+        coarse = resize_view(view, scale)
+        height, width = view.shape[:2]
+        back = np.array([width / coarse.shape[1], height / coarse.shape[0]], np.float32)
+        return [
+            Detection(
+                d.score,
+                (d.box[0] * back[0], d.box[1] * back[1], d.box[2] * back[0], d.box[3] * back[1]),
+                d.keypoints * back,
+            )
+            for d in self.centerface.detect(coarse, score_threshold=threshold)
+        ]
 
     # -- landmarks -----------------------------------------------------------------------------
     def landmark(self, rgb: RGB, det: Detection) -> Face | None:
@@ -163,14 +188,20 @@ class FacePipeline:
                 second = self.mesh.run(rgb, second_roi)
                 if second.presence >= threshold:
                     result = second
-        if result.presence < threshold:
-            return None
         evidence = None
         need = self.options.verify_threshold
         if self.verifier is not None and need > 0.0:
-            evidence = self.verifier.evidence(rgb, result.points, need).total
-            if evidence < need:
+            checked = self.verifier.evidence(rgb, result.points, need)
+            # not a face, or landmarks fitted the wrong way round (an upside-down face read upright)
+            if checked.total < need or checked.upright is False:
                 return None
+            evidence = checked.total
+        if result.presence < threshold and (
+            evidence is None or self.verifier is None or not self.verifier.right_way_up(rgb, result.points)
+        ):
+            # the mesh doubts the face (turned away, covered): kept only when verified, and only if
+            # it is not fitted the wrong way round (CenterFace sees it best as the mesh turns it)
+            return None
         return self._face(det, result, evidence)
 
     def _face(self, det: Detection, result: MeshResult, evidence: float | None = None) -> Face:
@@ -198,6 +229,14 @@ class FacePipeline:
         faces: list[Face] = []
         for det in candidates:
             face = self.landmark(rgb, det)
+            doubted = self.options.presence_threshold
+            for other in det.alternatives if face is None or face.presence < doubted else ():
+                # a poorly framed first crop: another detection of the face may frame it better
+                alt = self.landmark(rgb, other)
+                if alt is not None and (face is None or alt.presence > face.presence):
+                    face = alt
+                    if face.presence >= doubted:
+                        break
             if face is None or any(_box_overlap(face.box, f.box) > NESTED for f in faces):
                 continue
             faces.append(face)
@@ -215,20 +254,27 @@ def _misaligned(a: Roi, b: Roi) -> bool:
     return shift > REFINE_SHIFT or abs(a.size / size - 1.0) > REFINE_SCALE or turn > REFINE_TURN
 
 
-def _merge(found: list[Detection], threshold: float) -> list[Detection]:
-    """Greedy NMS across tiles and orientations (best score wins), then largest first."""
-    if not found:
+def _merge(
+    found: list[Detection], threshold: float, second: list[Detection] | None = None
+) -> list[Detection]:
+    """Greedy NMS across detectors and orientations, then largest first: BlazeFace's detections by
+    score, then the second family's (``second``) where they overlap none kept."""
+    ranked = sorted(found, key=lambda d: d.score, reverse=True)
+    ranked += sorted(second or [], key=lambda d: d.score, reverse=True)
+    if not ranked:
         return []
-    found = sorted(found, key=lambda d: d.score, reverse=True)
-    boxes = np.array([d.box for d in found], np.float32)
+    boxes = np.array([d.box for d in ranked], np.float32)
     keep: list[Detection] = []
-    alive = np.ones(len(found), bool)
-    for i, det in enumerate(found):
+    alive = np.ones(len(ranked), bool)
+    for i, det in enumerate(ranked):
         if not alive[i]:
             continue
-        keep.append(det)
-        # also drop boxes mostly inside a better one (a tile that saw only part of a face)
-        alive &= (iou(boxes[i], boxes) < threshold) & (overlap(boxes[i], boxes, over_smaller=True) < NESTED)
+        # also drop boxes mostly inside a kept one (a part of the same face)
+        same = (iou(boxes[i], boxes) >= threshold) | (overlap(boxes[i], boxes, over_smaller=True) >= NESTED)
+        members = [ranked[j] for j in np.flatnonzero(same & alive) if j != i]
+        alive &= ~same
+        others = [m for m in members if iou(boxes[i], np.array([m.box], np.float32))[0] < ALTERNATIVE_IOU]
+        keep.append(replace(det, alternatives=tuple(others[:MAX_ALTERNATIVES])))
     keep.sort(key=lambda d: d.size, reverse=True)
     return keep
 

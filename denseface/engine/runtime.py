@@ -28,3 +28,15 @@ def invoke(interp: Any, model: str) -> None:
         interp.invoke()
     except (RuntimeError, ValueError) as exc:
         raise InferenceError(f"the {model} model failed to run; retry the request") from exc
+
+
+def interpreter_from_bytes(model: bytes, num_threads: int, shape: tuple[int, int]) -> Any:
+    """A ready interpreter for an in-memory model whose image input is resized to ``shape`` (H, W)."""
+    try:
+        interp = Interpreter(model_content=model, num_threads=max(1, num_threads))
+        index = interp.get_input_details()[0]["index"]
+        interp.resize_tensor_input(index, [1, shape[0], shape[1], 3])
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelsMissingError(f"cannot prepare a model for {shape[1]}x{shape[0]}: {exc}") from exc
+    return interp

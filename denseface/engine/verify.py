@@ -19,14 +19,15 @@ threshold (its score can only add); at a threshold above 1 that is always.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from denseface.engine.centerface import CenterFace
-from denseface.engine.detector import FaceDetector
+from denseface.engine.centerface import CenterFace, centre_peak, decode
+from denseface.engine.detector import Detection, FaceDetector
 from denseface.engine.mesh import ROI_SCALE, Roi, roi_from_landmarks
 
 CROP_SCALE = 2.0  # crop side / the face's long side (the mesh crop is 1.5)
@@ -34,18 +35,56 @@ BLAZE_SIDE = 128  # the short-range detector's input
 CENTER_SIDE = 96  # CenterFace's input (a multiple of 32)
 CENTRE = 0.15  # a BlazeFace box whose centre lies within ± this fraction of the side counts
 FLOOR = 0.05  # BlazeFace scores below this are read as 0
+UPRIGHT = math.radians(60.0)  # eyes → mouth within this of the crop's down axis: the mesh is upright
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """The verification scores of one face: ``total`` = ``blaze`` + ``center`` (0 when not run)."""
+    """The verification scores of one face: ``total`` = ``blaze`` + ``center`` (0 when not run).
+
+    ``upright``: whether the detector that scored higher sees the face the way the mesh does (its
+    eyes above its mouth in the mesh-aligned crop); ``None`` when neither located the face."""
 
     blaze: float
     center: float | None
+    upright: bool | None = None
 
     @property
     def total(self) -> float:
         return self.blaze + (self.center or 0.0)
+
+
+def upright(keypoints: npt.NDArray[np.float32]) -> bool:
+    """Whether eyes (keypoints 0, 1) sit above the mouth (3) in the crop, within :data:`UPRIGHT`."""
+    down = keypoints[3] - (keypoints[0] + keypoints[1]) / 2.0
+    return bool(down[1] > 0 and abs(math.atan2(float(down[0]), float(down[1]))) <= UPRIGHT)
+
+
+Point = tuple[float, float]  # a position in a crop, as fractions of its side
+MIDDLE: Point = (0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Where to look: the crop, and where in it the face's centre is (its middle here)."""
+
+    roi: Roi
+    at: Point = MIDDLE
+
+    def turned(self, quarters: int) -> Crop:
+        """The same crop turned by quarter turns about the face's centre (which must be its middle)."""
+        return Crop(Roi(self.roi.cx, self.roi.cy, self.roi.size, self.roi.angle + quarters * math.pi / 2))
+
+
+def _central(dets: list[Detection], side: int, at: Point = MIDDLE) -> Detection | None:
+    """The best-scoring detection whose box centre lies near ``at`` in a square crop."""
+    ax, ay, reach = at[0] * side, at[1] * side, CENTRE * side
+    near = [
+        d
+        for d in dets
+        if abs((d.box[0] + d.box[2]) / 2.0 - ax) <= reach and abs((d.box[1] + d.box[3]) / 2.0 - ay) <= reach
+    ]
+    return max(near, key=lambda d: d.score, default=None)
 
 
 def _crop(rgb: npt.NDArray[np.uint8], roi: Roi, side: int) -> npt.NDArray[np.uint8]:
@@ -55,8 +94,7 @@ def _crop(rgb: npt.NDArray[np.uint8], roi: Roi, side: int) -> npt.NDArray[np.uin
             roi.crop_to_image(side),
             (side, side),
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(0, 0, 0),
+            borderMode=cv2.BORDER_REFLECT_101,
         ),
         dtype=np.uint8,
     )
@@ -75,23 +113,38 @@ class FaceVerifier:
         roi = roi_from_landmarks(mesh)
         return Roi(roi.cx, roi.cy, roi.size / ROI_SCALE * CROP_SCALE, roi.angle)
 
-    def blaze_score(self, rgb: npt.NDArray[np.uint8], roi: Roi) -> float:
-        crop = _crop(rgb, roi, BLAZE_SIDE)
-        middle = BLAZE_SIDE / 2.0
-        best = 0.0
-        for det in self.short_range.detect(crop, score_threshold=FLOOR):
-            cx, cy = (det.box[0] + det.box[2]) / 2.0, (det.box[1] + det.box[3]) / 2.0
-            if abs(cx - middle) <= CENTRE * BLAZE_SIDE and abs(cy - middle) <= CENTRE * BLAZE_SIDE:
-                best = max(best, det.score)
-        return best
+    def blaze(self, rgb: npt.NDArray[np.uint8], crop: Crop) -> Detection | None:
+        """BlazeFace short-range's detection at the face's centre in the crop, if any."""
+        dets = self.short_range.detect(_crop(rgb, crop.roi, BLAZE_SIDE), score_threshold=FLOOR)
+        return _central(dets, BLAZE_SIDE, crop.at)
 
-    def center_score(self, rgb: npt.NDArray[np.uint8], roi: Roi) -> float:
-        return self.centerface.centre_score(_crop(rgb, roi, CENTER_SIDE))
+    def blaze_score(self, rgb: npt.NDArray[np.uint8], crop: Crop) -> float:
+        det = self.blaze(rgb, crop)
+        return det.score if det is not None else 0.0
+
+    def center(self, rgb: npt.NDArray[np.uint8], crop: Crop) -> tuple[float, Detection | None]:
+        """CenterFace's heatmap peak at the face's centre in the crop, and its detection there."""
+        outputs = self.centerface.run(_crop(rgb, crop.roi, CENTER_SIDE))
+        peak = centre_peak(outputs[0], CENTER_SIDE, crop.at)
+        return peak, _central(decode(outputs, FLOOR), CENTER_SIDE, crop.at)
+
+    def center_score(self, rgb: npt.NDArray[np.uint8], crop: Crop) -> float:
+        return self.center(rgb, crop)[0]
+
+    def right_way_up(self, rgb: npt.NDArray[np.uint8], mesh: npt.NDArray[np.float32]) -> bool:
+        """Whether CenterFace sees the face best in the crop as the mesh turns it, rather than a
+        quarter, half or three-quarter turn from it: a mesh fitted upside down or sideways fails."""
+        crop = Crop(self.crop_roi(mesh))
+        scores = [self.center_score(rgb, crop.turned(k)) for k in range(4)]
+        return scores[0] >= max(scores[1:])
 
     def evidence(self, rgb: npt.NDArray[np.uint8], mesh: npt.NDArray[np.float32], need: float) -> Evidence:
-        """Both scores, or only BlazeFace's when it reaches ``need`` by itself."""
-        roi = self.crop_roi(mesh)
-        blaze = self.blaze_score(rgb, roi)
-        if blaze >= need:
-            return Evidence(blaze, None)
-        return Evidence(blaze, self.center_score(rgb, roi))
+        """Both scores (only BlazeFace's when it reaches ``need`` by itself) and the orientation check."""
+        roi = Crop(self.crop_roi(mesh))
+        blaze = self.blaze(rgb, roi)
+        blaze_score = blaze.score if blaze is not None else 0.0
+        if blaze is not None and blaze_score >= need:
+            return Evidence(blaze_score, None, upright(blaze.keypoints))
+        center_score, center = self.center(rgb, roi)
+        seen = max((d for d in (blaze, center) if d is not None), key=lambda d: d.score, default=None)
+        return Evidence(blaze_score, center_score, None if seen is None else upright(seen.keypoints))

@@ -122,6 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         credentials=args.credentials,
         model_dir=args.model_dir,
+        detector=args.detector,
     )
 
 
@@ -172,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="address (default: $DENSEFACE_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: $DENSEFACE_PORT or 8000)")
     p.add_argument("--workers", type=int, default=None, help="inference processes (default: CPU cores)")
+    p.add_argument(
+        "--detector",
+        choices=("fast", "thorough"),
+        default=None,
+        help="face finding (default: $DENSEFACE_DETECTOR or thorough)",
+    )
     p.add_argument("--credentials", help="TOML file of API keys (default: env or a generated local key)")
     p.set_defaults(func=cmd_serve)
     return parser

@@ -195,3 +195,11 @@ def test_environment_settings_reach_serve() -> None:
     assert Settings.from_env({"DENSEFACE_PORT": "9123"}, port=8001).port == 8001
     with pytest.raises(ValueError, match="url_deadline"):
         Settings(deadline=5, url_deadline=5)
+
+
+def test_detector_setting_from_the_environment() -> None:
+    assert Settings.from_env({}).detector == "thorough"
+    assert Settings.from_env({"DENSEFACE_DETECTOR": "fast"}).detector == "fast"
+    assert Settings.from_env({"DENSEFACE_DETECTOR": "fast"}, detector="thorough").detector == "thorough"
+    with pytest.raises(ValueError, match="detector"):
+        Settings.from_env({"DENSEFACE_DETECTOR": "quick"})

@@ -2,7 +2,8 @@
 
 The full-range detector fires now and then on a cat, a colour wheel or a blurred clock, and Face
 Mesh cannot tell: it fits a face to anything (presence 0.99 on a colour wheel). Once the mesh has
-placed the face, the crop around it is cut again, upright and centred (the face's long side × 2.0),
+placed the face, the crop around it is cut again, upright and centred (the face's long side × 2.0;
+where the face is cut by the photo's frame, the crop mirrors what is inside, as a face nearly is),
 and two detectors look at it:
 
 * BlazeFace short-range (128², already loaded; 1.4 ms) — its score for a face at the centre;

@@ -43,6 +43,7 @@ def build_app(settings: Settings) -> tuple[Starlette, CredentialStore, Credentia
         model_dir=settings.model_dir,
         options=ServiceOptions(min_face_size=settings.min_face_size),
         log_level=logging.getLogger().getEffectiveLevel(),
+        detector=settings.detector,
     )
     state = ApiApp(
         credentials=store,
@@ -75,8 +76,10 @@ def serve(
     workers: int | None = None,
     credentials: str | None = None,
     model_dir: str | None = None,
+    detector: str | None = None,
 ) -> int:
     settings = Settings.from_env(
+        detector=detector,
         host=host,
         port=port,
         workers=workers,

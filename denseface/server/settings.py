@@ -8,6 +8,7 @@
 | default per-key QPS (0 = unlimited; Tencent documents 50) | ``DENSEFACE_QPS`` | 50 |
 | deadline per request (s) | ``DENSEFACE_DEADLINE`` | 10 |
 | minimum face size (px) | ``DENSEFACE_MIN_FACE_SIZE`` | 34 |
+| face finding: ``thorough`` (+ CenterFace) or ``fast`` (BlazeFace) | ``DENSEFACE_DETECTOR`` | thorough |
 | URL allow-list (CIDRs, comma-separated) | ``DENSEFACE_URL_ALLOW`` | none |
 | URL connect timeout / total (s) | ``DENSEFACE_URL_CONNECT_TIMEOUT``, ``DENSEFACE_URL_DEADLINE`` | 3, 8 |
 | config dir (local key) | ``DENSEFACE_CONFIG_DIR`` | the user config dir |
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -35,6 +36,7 @@ class Settings(BaseModel):
     qps: float | None = Field(50.0, ge=0)  # Tencent: 50 requests/s for the 五官定位 interface group
     deadline: float = Field(10.0, gt=0)
     min_face_size: float = Field(34.0, ge=0)
+    detector: Literal["fast", "thorough"] = "thorough"
     url_allow: tuple[str, ...] = ()
     url_connect_timeout: float = Field(3.0, gt=0)
     url_deadline: float = Field(8.0, gt=0)  # below `deadline`, so a slow download is a download error

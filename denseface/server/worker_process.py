@@ -51,6 +51,8 @@ class WorkerConfig:
     #: builds the worker's Analyzer (default ``Analyzer(model_dir)``); must be picklable (tests use one)
     analyzer_factory: Callable[[], Analyzer] | None = None
     log_level: int = logging.INFO
+    #: the face-finding profile of the worker's Analyzer ("thorough" or "fast")
+    detector: str = "thorough"
 
 
 def worker_main(sock: socket.socket, config: WorkerConfig, index: int) -> None:
@@ -67,7 +69,10 @@ def worker_main(sock: socket.socket, config: WorkerConfig, index: int) -> None:
     from denseface.rpc.analysis import analyze_job
 
     try:
-        factory = config.analyzer_factory or (lambda: Analyzer(config.model_dir))
+        from denseface.engine.pipeline import PipelineOptions
+
+        options = PipelineOptions(detector=config.detector)
+        factory = config.analyzer_factory or (lambda: Analyzer(config.model_dir, options=options))
         analyzer = factory()
     except Exception as exc:
         log.exception("could not load the models")

@@ -288,7 +288,9 @@ def curve(photos: Sequence[Photo]) -> list[dict[str, Any]]:
 
 def choose(photos: Sequence[Photo]) -> dict[str, float]:
     """The operating point from the tuning photos alone: midway between the strongest false face and
-    the weakest real face (a labelled hit, or any face on the face-count photos)."""
+    the weakest real face (a labelled hit, or any face on the face-count photos) when the first is
+    below the second; otherwise the lowest threshold, in steps of 0.1, at which no tuning false face is
+    left."""
     tune_neg = [f.evidence for p in photos if p.negative and p.split == "tune" for f in p.before]
     worst_neg = max(tune_neg, default=0.0)
     weakest = min(
@@ -302,7 +304,15 @@ def choose(photos: Sequence[Photo]) -> dict[str, float]:
         default=1.0,
     )
     midpoint = round((worst_neg + weakest) / 2, 3)
-    return {"strongest_false": worst_neg, "weakest_face": weakest, "midpoint": midpoint}
+    # where they overlap, the lowest threshold in steps of 0.1 with no false face on the tuning photos
+    steps = [t for t in GRID if round(t * 100) % 10 == 0]
+    clear = next((t for t in steps if all(f.evidence < t for f in tune_neg_faces(photos))), GRID[-1])
+    chosen = midpoint if weakest > worst_neg else clear
+    return {"strongest_false": worst_neg, "weakest_face": weakest, "midpoint": midpoint, "chosen": chosen}
+
+
+def tune_neg_faces(photos: Sequence[Photo]) -> list[Found]:
+    return [f for p in photos if p.negative and p.split == "tune" for f in p.before]
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -335,7 +345,8 @@ def markdown(photos: Sequence[Photo], threshold: float) -> str:
         "",
         f"Threshold in use: {threshold}. From the tuning photos: strongest false face "
         f"{pick['strongest_false']:.3f}, weakest real face {pick['weakest_face']:.3f}, midpoint "
-        f"{pick['midpoint']:.3f}.",
+        f"{pick['midpoint']:.3f}; chosen {pick['chosen']:.3f} (the midpoint where they separate, else the "
+        "lowest threshold, in steps of 0.1, with no false face on them).",
         "",
         "| threshold | false faces, tune | held out | labelled hits, tune | held out "
         "| faces counted, tune | held out |",

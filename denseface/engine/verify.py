@@ -11,11 +11,12 @@ and two detectors look at it:
   trained on different data (WIDER FACE), so the two rarely agree on a non-face.
 
 The evidence is the sum of the two scores and a face is kept when it reaches the threshold (default
-1.01, chosen on the tuning photos' curve by ``benchmarks/precision.py``: midway between the strongest
-false face, 0.886, and the weakest real face, 1.137). Neither detector alone separates the two: a
-masked face scores as low on BlazeFace as a colour wheel, and CenterFace misses masks, but no
-non-face here convinces both. CenterFace runs only when BlazeFace alone falls short of the
-threshold (its score can only add); at a threshold above 1 that is always.
+1.10, chosen on the tuning photos' curve by ``benchmarks/precision.py``: the lowest threshold that
+leaves no false face on them, as the strongest false face, 1.02, a cartoon penguin, now scores above
+the weakest real face). Neither detector alone separates the two: a masked face scores as low on
+BlazeFace as a colour wheel, and CenterFace misses masks, but few non-faces convince both.
+CenterFace runs only when BlazeFace alone falls short of the threshold (its score can only add); at
+a threshold above 1 that is always.
 """
 
 from __future__ import annotations

@@ -256,11 +256,12 @@ def run_load(spec: LoadSpec) -> LoadResult:
 
 
 # ------------------------------------------------------------------------------------------- library
-def run_library(jpeg: bytes, threads: int, duration: float) -> LibraryResult:
+def run_library(jpeg: bytes, threads: int, duration: float, detector: str) -> LibraryResult:
     """``Analyzer.analyze`` on the JPEG bytes (decode included) on ``threads`` threads, an Analyzer each."""
     from denseface.api import Analyzer
+    from denseface.engine.pipeline import PipelineOptions
 
-    analyzers = [Analyzer() for _ in range(threads)]
+    analyzers = [Analyzer(options=PipelineOptions(detector=detector)) for _ in range(threads)]
     _ = [analyzer.analyze(jpeg) for analyzer in analyzers]  # warm-up: first invokes allocate
     latencies: list[list[float]] = [[] for _ in range(threads)]
     barrier = threading.Barrier(threads + 1)
@@ -297,7 +298,7 @@ def run_library(jpeg: bytes, threads: int, duration: float) -> LibraryResult:
 
 # -------------------------------------------------------------------------------------------- server
 def start_server(
-    work: Path, workers: int | None
+    work: Path, workers: int | None, detector: str
 ) -> tuple[subprocess.Popen[bytes], int, Path, dict[str, Any]]:
     """``denseface serve`` on a free loopback port; returns once ``/healthz`` answers 200 (and its body)."""
     import httpx
@@ -309,6 +310,7 @@ def start_server(
         env.pop(name, None)
     if workers is not None:
         env["DENSEFACE_WORKERS"] = str(workers)
+    env["DENSEFACE_DETECTOR"] = detector
     with socket.socket() as sock:  # a free loopback port
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
@@ -365,7 +367,8 @@ def markdown(report: dict[str, Any]) -> str:
 
     lines = [
         f"HTTP load: 512² 1-face JPEG ({report['jpeg_bytes']} B, base64), TC3-signed POST, server workers: "
-        f"{report['server_workers']}, {report['cpus']} CPUs shared with the load generator",
+        f"{report['server_workers']}, detector {report.get('detector')}, {report['cpus']} CPUs shared with "
+        "the load generator",
         "",
         "| concurrency | requests | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | server CPU ms/req "
         "(main + workers) | hand-off ms/job | client CPU ms/req | RSS MB, all processes, before → after "
@@ -414,6 +417,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--library-duration", type=float, default=10.0, help="seconds per library run (default 10)")
     add("--no-library", action="store_true", help="skip the library-only runs")
     add("--workers", type=int, default=None, help="server worker processes (default: cores)")
+    add("--detector", choices=("thorough", "fast"), default="thorough", help="face finding, both sides")
     add("--warmup", type=int, default=20, help="unmeasured requests before the levels (default 20)")
     add("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -431,11 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     jpeg = make_jpeg()
     image_b64 = base64.b64encode(jpeg).decode("ascii")
     report: dict[str, Any] = {"jpeg_bytes": len(jpeg), "cpus": os.cpu_count(), "levels": []}
+    report["detector"] = args.detector
     if not args.no_library:
-        report["library"] = [asdict(run_library(jpeg, n, args.library_duration)) for n in (1, 2)]
+        report["library"] = [
+            asdict(run_library(jpeg, n, args.library_duration, args.detector)) for n in (1, 2)
+        ]
         print(f"library: {report['library']}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="denseface-load-") as tmp:
-        proc, port, log_path, health = start_server(Path(tmp), args.workers)
+        proc, port, log_path, health = start_server(Path(tmp), args.workers, args.detector)
         try:
             report["server_workers"] = health.get("workers")
             with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as client:

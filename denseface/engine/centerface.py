@@ -3,9 +3,9 @@
 A second, independent family beside BlazeFace: a different architecture, different training data,
 so the two rarely fire on the same non-face. The ONNX graph takes RGB in 0..255 (NCHW, any size
 that is a multiple of 32) and returns, at stride 4, a face-centre heatmap, box scales, centre
-offsets and five landmarks. Here it answers one question: how strongly does it see a face centred
-in an aligned crop (:meth:`CenterFace.centre_score`), and where are the faces in a photo
-(:meth:`CenterFace.detect`).
+offsets and five landmarks. Here it answers two questions: where are the faces in a photo
+(:meth:`CenterFace.detect`), and how strongly does it see a face at a point of an aligned crop
+(:func:`centre_peak` of :meth:`CenterFace.run`'s heatmap).
 """
 
 from __future__ import annotations
@@ -48,11 +48,6 @@ class CenterFace:
             raise InferenceError("the CenterFace model failed to run; retry the request") from exc
         return [np.asarray(o, dtype=np.float32) for o in outputs]
 
-    def heatmap(self, rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """Face-centre probability per 4×4 cell of an RGB image whose sides are multiples of 32."""
-        height, width = rgb.shape[:2]
-        return self.run(rgb)[0].reshape(height // STRIDE, width // STRIDE)
-
     def detect(self, rgb: npt.NDArray[np.uint8], *, score_threshold: float = 0.5) -> list[Detection]:
         """Faces in an RGB image at its own scale (padded to multiples of 32), in its pixels."""
         height, width = rgb.shape[:2]
@@ -60,19 +55,14 @@ class CenterFace:
         padded[:height, :width] = rgb
         return decode(self.run(padded), score_threshold)
 
-    def centre_score(self, crop: npt.NDArray[np.uint8]) -> float:
-        """The strongest face centre near the middle of a square crop (0..1)."""
-        return centre_peak(self.run(crop)[0], crop.shape[0])
 
-
-def centre_peak(heat: npt.NDArray[np.float32], side: int, at: tuple[float, float] = (0.5, 0.5)) -> float:
-    """The heatmap's peak in a window of ± :data:`CENTRE` of the side around ``at`` (fractions of the
-    side; the middle by default) of a square input of ``side`` pixels; 0 when that is outside."""
+def centre_peak(heat: npt.NDArray[np.float32], side: int) -> float:
+    """The heatmap's peak in the central window (± :data:`CENTRE` of the side) of a square input of
+    ``side`` pixels."""
     cells = side // STRIDE
     grid = np.asarray(heat, dtype=np.float32).reshape(cells, cells)
-    x0, x1 = max(0, round(cells * (at[0] - CENTRE))), min(cells, round(cells * (at[0] + CENTRE)) + 1)
-    y0, y1 = max(0, round(cells * (at[1] - CENTRE))), min(cells, round(cells * (at[1] + CENTRE)) + 1)
-    return float(grid[y0:y1, x0:x1].max()) if x0 < x1 and y0 < y1 else 0.0
+    lo, hi = round(cells * (0.5 - CENTRE)), round(cells * (0.5 + CENTRE)) + 1
+    return float(grid[lo:hi, lo:hi].max())
 
 
 def decode(outputs: list[npt.NDArray[np.float32]], threshold: float, nms_iou: float = 0.3) -> list[Detection]:

@@ -118,7 +118,6 @@ class FullRangeDetector:
                 f"expected {REFERENCE_SHA256}; run `denseface models fetch --force`"
             )
         self._sessions: OrderedDict[tuple[int, int], _Session] = OrderedDict()
-        self.invokes = 0
 
     def _session(self, height: int, width: int) -> _Session:
         key = (height, width)
@@ -157,7 +156,6 @@ class FullRangeDetector:
         tensor[0, :height, :width] = rgb.astype(np.float32) * (2.0 / 255.0) - 1.0
         session.interp.set_tensor(session.input_index, tensor)
         invoke(session.interp, "full-range face detector")
-        self.invokes += 1
         raw = session.interp.get_tensor(session.regressors_index)[0]
         logits = session.interp.get_tensor(session.scores_index)[0, :, 0]
         keep = np.flatnonzero(logits >= math.log(score_threshold / (1.0 - score_threshold)))

@@ -62,29 +62,14 @@ def upright(keypoints: npt.NDArray[np.float32]) -> bool:
     return bool(down[1] > 0 and abs(math.atan2(float(down[0]), float(down[1]))) <= UPRIGHT)
 
 
-Point = tuple[float, float]  # a position in a crop, as fractions of its side
-MIDDLE: Point = (0.5, 0.5)
-
-
-@dataclass(frozen=True)
-class Crop:
-    """Where to look: the crop, and where in it the face's centre is (its middle here)."""
-
-    roi: Roi
-    at: Point = MIDDLE
-
-    def turned(self, quarters: int) -> Crop:
-        """The same crop turned by quarter turns about the face's centre (which must be its middle)."""
-        return Crop(Roi(self.roi.cx, self.roi.cy, self.roi.size, self.roi.angle + quarters * math.pi / 2))
-
-
-def _central(dets: list[Detection], side: int, at: Point = MIDDLE) -> Detection | None:
-    """The best-scoring detection whose box centre lies near ``at`` in a square crop."""
-    ax, ay, reach = at[0] * side, at[1] * side, CENTRE * side
+def _central(dets: list[Detection], side: int) -> Detection | None:
+    """The best-scoring detection whose box centre lies near the middle of a square crop."""
+    middle, reach = side / 2.0, CENTRE * side
     near = [
         d
         for d in dets
-        if abs((d.box[0] + d.box[2]) / 2.0 - ax) <= reach and abs((d.box[1] + d.box[3]) / 2.0 - ay) <= reach
+        if abs((d.box[0] + d.box[2]) / 2.0 - middle) <= reach
+        and abs((d.box[1] + d.box[3]) / 2.0 - middle) <= reach
     ]
     return max(near, key=lambda d: d.score, default=None)
 
@@ -115,34 +100,34 @@ class FaceVerifier:
         roi = roi_from_landmarks(mesh)
         return Roi(roi.cx, roi.cy, roi.size / ROI_SCALE * CROP_SCALE, roi.angle)
 
-    def blaze(self, rgb: npt.NDArray[np.uint8], crop: Crop) -> Detection | None:
-        """BlazeFace short-range's detection at the face's centre in the crop, if any."""
-        dets = self.short_range.detect(_crop(rgb, crop.roi, BLAZE_SIDE), score_threshold=FLOOR)
-        return _central(dets, BLAZE_SIDE, crop.at)
+    def blaze(self, rgb: npt.NDArray[np.uint8], roi: Roi) -> Detection | None:
+        """BlazeFace short-range's detection at the middle of the crop, if any."""
+        dets = self.short_range.detect(_crop(rgb, roi, BLAZE_SIDE), score_threshold=FLOOR)
+        return _central(dets, BLAZE_SIDE)
 
-    def blaze_score(self, rgb: npt.NDArray[np.uint8], crop: Crop) -> float:
-        det = self.blaze(rgb, crop)
+    def blaze_score(self, rgb: npt.NDArray[np.uint8], roi: Roi) -> float:
+        det = self.blaze(rgb, roi)
         return det.score if det is not None else 0.0
 
-    def center(self, rgb: npt.NDArray[np.uint8], crop: Crop) -> tuple[float, Detection | None]:
-        """CenterFace's heatmap peak at the face's centre in the crop, and its detection there."""
-        outputs = self.centerface.run(_crop(rgb, crop.roi, CENTER_SIDE))
-        peak = centre_peak(outputs[0], CENTER_SIDE, crop.at)
-        return peak, _central(decode(outputs, FLOOR), CENTER_SIDE, crop.at)
+    def center(self, rgb: npt.NDArray[np.uint8], roi: Roi) -> tuple[float, Detection | None]:
+        """CenterFace's heatmap peak at the middle of the crop, and its detection there (if any)."""
+        outputs = self.centerface.run(_crop(rgb, roi, CENTER_SIDE))
+        return centre_peak(outputs[0], CENTER_SIDE), _central(decode(outputs, FLOOR), CENTER_SIDE)
 
-    def center_score(self, rgb: npt.NDArray[np.uint8], crop: Crop) -> float:
-        return self.center(rgb, crop)[0]
+    def center_score(self, rgb: npt.NDArray[np.uint8], roi: Roi) -> float:
+        return self.center(rgb, roi)[0]
 
     def right_way_up(self, rgb: npt.NDArray[np.uint8], mesh: npt.NDArray[np.float32]) -> bool:
         """Whether CenterFace sees the face best in the crop as the mesh turns it, rather than a
         quarter, half or three-quarter turn from it: a mesh fitted upside down or sideways fails."""
-        crop = Crop(self.crop_roi(mesh))
-        scores = [self.center_score(rgb, crop.turned(k)) for k in range(4)]
+        roi = self.crop_roi(mesh)
+        turns = [Roi(roi.cx, roi.cy, roi.size, roi.angle + k * math.pi / 2) for k in range(4)]
+        scores = [self.center_score(rgb, turned) for turned in turns]
         return scores[0] >= max(scores[1:])
 
     def evidence(self, rgb: npt.NDArray[np.uint8], mesh: npt.NDArray[np.float32], need: float) -> Evidence:
         """Both scores (only BlazeFace's when it reaches ``need`` by itself) and the orientation check."""
-        roi = Crop(self.crop_roi(mesh))
+        roi = self.crop_roi(mesh)
         blaze = self.blaze(rgb, roi)
         blaze_score = blaze.score if blaze is not None else 0.0
         if blaze is not None and blaze_score >= need:

@@ -1,4 +1,4 @@
-"""The HTTP load benchmark runs end to end with tiny settings: a real server, 0 errors, a table."""
+"""The HTTP load and hand-off benchmarks end to end with tiny settings: real processes, 0 errors, a table."""
 
 from __future__ import annotations
 
@@ -35,3 +35,17 @@ def test_http_load_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
         assert level["rss_after_mb"] > level["main_rss_after_mb"] > 0
         assert level["workers_cpu_ms_per_req"] > level["main_cpu_ms_per_req"] > 0
         assert level["handoff_ms_per_job"] > 0
+
+
+def test_handoff_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "handoff.py"), "--jobs", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "DENSEFACE_MODEL_DIR": str(model_dir)},
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "ms" not in line]
+    assert len(rows) == 4, done.stdout  # the three jobs (and the alignment row)

@@ -64,6 +64,7 @@ test: lint typecheck pytest
 bench: setup
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/precision.py
+	$(PY) benchmarks/recall.py
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/http_load.py
 

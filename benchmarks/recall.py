@@ -21,6 +21,7 @@ Per photo and pooled, for each profile (``fast``, ``thorough``) and for MediaPip
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -248,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in DETECTORS:
         analyzer = Analyzer(args.model_dir, options=PipelineOptions(**{**extra, "detector": name}))
         profiles.append(evaluate(name, denseface_finder(analyzer), items, root))
-    if not args.no_mediapipe:
+    if not args.no_mediapipe and importlib.util.find_spec("mediapipe") is None:
+        print("recall: mediapipe not installed; its column is skipped", file=sys.stderr)
+    elif not args.no_mediapipe:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from speed import task_file
 

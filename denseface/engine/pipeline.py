@@ -188,16 +188,18 @@ class FacePipeline:
                 second = self.mesh.run(rgb, second_roi)
                 if second.presence >= threshold:
                     result = second
-        evidence = None
+        evidence, as_turned = None, None
         need = self.options.verify_threshold
         if self.verifier is not None and need > 0.0:
             checked = self.verifier.evidence(rgb, result.points, need)
             # not a face, or landmarks fitted the wrong way round (an upside-down face read upright)
             if checked.total < need or checked.upright is False:
                 return None
-            evidence = checked.total
+            evidence, as_turned = checked.total, checked.center
         if result.presence < threshold and (
-            evidence is None or self.verifier is None or not self.verifier.right_way_up(rgb, result.points)
+            evidence is None
+            or self.verifier is None
+            or not self.verifier.right_way_up(rgb, result.points, as_turned)
         ):
             # the mesh doubts the face (turned away, covered): kept only when verified, and only if
             # it is not fitted the wrong way round (CenterFace sees it best as the mesh turns it)

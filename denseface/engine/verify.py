@@ -117,13 +117,17 @@ class FaceVerifier:
     def center_score(self, rgb: npt.NDArray[np.uint8], roi: Roi) -> float:
         return self.center(rgb, roi)[0]
 
-    def right_way_up(self, rgb: npt.NDArray[np.uint8], mesh: npt.NDArray[np.float32]) -> bool:
+    def right_way_up(
+        self, rgb: npt.NDArray[np.uint8], mesh: npt.NDArray[np.float32], as_turned: float | None = None
+    ) -> bool:
         """Whether CenterFace sees the face best in the crop as the mesh turns it, rather than a
-        quarter, half or three-quarter turn from it: a mesh fitted upside down or sideways fails."""
+        quarter, half or three-quarter turn from it: a mesh fitted upside down or sideways fails.
+        ``as_turned``: CenterFace's score of the crop as the mesh turns it, when already known (the
+        ``center`` of :meth:`evidence`), so that run is not repeated."""
         roi = self.crop_roi(mesh)
-        turns = [Roi(roi.cx, roi.cy, roi.size, roi.angle + k * math.pi / 2) for k in range(4)]
-        scores = [self.center_score(rgb, turned) for turned in turns]
-        return scores[0] >= max(scores[1:])
+        turns = [Roi(roi.cx, roi.cy, roi.size, roi.angle + k * math.pi / 2) for k in range(1, 4)]
+        first = as_turned if as_turned is not None else self.center_score(rgb, roi)
+        return first >= max(self.center_score(rgb, turned) for turned in turns)
 
     def evidence(self, rgb: npt.NDArray[np.uint8], mesh: npt.NDArray[np.float32], need: float) -> Evidence:
         """Both scores (only BlazeFace's when it reaches ``need`` by itself) and the orientation check."""

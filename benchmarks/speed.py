@@ -115,19 +115,16 @@ class InvokeMeter:
 
 
 class NetMeter:
-    """Counts and times ``forward`` on CenterFace's OpenCV DNN net (by standing in for the net)."""
+    """Counts and times ``run`` on CenterFace's ONNX Runtime session (by standing in for it)."""
 
     def __init__(self, owner: Any) -> None:
-        self._net = owner._net
+        self._session = owner._session
         self.count, self.seconds = 0, 0.0
-        owner._net = self
+        owner._session = self
 
-    def setInput(self, blob: Any) -> None:
-        self._net.setInput(blob)
-
-    def forward(self, names: list[str]) -> Any:
+    def run(self, names: list[str], feeds: dict[str, Any]) -> Any:
         start = time.perf_counter()
-        out = self._net.forward(names)
+        out = self._session.run(names, feeds)
         self.seconds += time.perf_counter() - start
         self.count += 1
         return out
@@ -197,7 +194,7 @@ def denseface_worker(spec: dict[str, Any]) -> dict[str, Any]:
     # the short-range detector is a model invoke too: part of the floor, not of the overhead
     short = InvokeMeter(pipeline.short_range._interp) if pipeline.short_range is not None else None
 
-    # CenterFace (face verification, OpenCV DNN) is a model run too
+    # CenterFace (face verification, ONNX Runtime) is a model run too
     center = NetMeter(pipeline.verifier.centerface) if pipeline.verifier is not None else None
 
     def short_count() -> tuple[int, float]:

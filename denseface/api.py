@@ -45,7 +45,7 @@ class Analyzer:
         paths = models.locate(Path(model_dir) if model_dir is not None else None)
         self.options = options or PipelineOptions()
         short_range = FaceDetector(paths[models.SHORT_RANGE.name], SHORT_RANGE, num_threads=num_threads)
-        centerface = CenterFace(paths[models.CENTERFACE.name])
+        centerface = CenterFace(paths[models.CENTERFACE.name], num_threads=num_threads)
         self._pipeline = FacePipeline(
             FullRangeDetector(paths[models.FULL_RANGE.name], num_threads=num_threads),
             FaceMesh(paths[models.MESH.name], num_threads=num_threads),

@@ -88,7 +88,7 @@ class FaceTooSmallError(DensefaceError):
 
 
 class InferenceError(DensefaceError):
-    """A model run failed inside the runtime (LiteRT's ``invoke``, OpenCV DNN's ``forward``): not the
+    """A model run failed inside the runtime (LiteRT's ``invoke``, ONNX Runtime's ``run``): not the
     photo's fault and worth retrying. ``__cause__`` is the runtime's own exception."""
 
     code = "FailedOperation.ServerError"

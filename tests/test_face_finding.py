@@ -96,6 +96,31 @@ def test_centerface_finds_faces_with_the_eye_on_the_image_left_first(model_dir: 
         assert y0 < my < y1
 
 
+def test_centerface_runs_at_every_size_and_refuses_a_model_that_is_not_its_own(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    centerface = CenterFace(model_dir / models.CENTERFACE.name)
+    for height, width in ((96, 96), (128, 224), (288, 512)):
+        heat, *_, marks = centerface.run(np.zeros((height, width, 3), np.uint8))
+        assert heat.shape == (1, 1, height // 4, width // 4)
+        assert marks.shape == (1, 10, height // 4, width // 4)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        centerface.run(np.zeros((100, 96, 3), np.uint8))
+    corrupt = tmp_path / models.CENTERFACE.name
+    corrupt.write_bytes(b"not an onnx graph")
+    with pytest.raises(ModelsMissingError):
+        CenterFace(corrupt)
+    # another ONNX graph (the same one with one weight changed) is refused by the pinned hash
+    import onnx
+
+    graph = onnx.load(str(model_dir / models.CENTERFACE.name))
+    weight = next(t for t in graph.graph.initializer if t.raw_data)
+    weight.raw_data = bytes(4) + weight.raw_data[4:]
+    onnx.save(graph, str(corrupt))
+    with pytest.raises(ModelsMissingError, match="sha256"):
+        CenterFace(corrupt)
+
+
 def test_detector_profiles_are_checked() -> None:
     assert PipelineOptions().detector == "thorough"
     with pytest.raises(ValueError, match="detector must be one of"):

@@ -7,7 +7,7 @@ where the face is cut by the photo's frame, the crop mirrors what is inside, as 
 and two detectors look at it:
 
 * BlazeFace short-range (128², already loaded; 1.4 ms) — its score for a face at the centre;
-* CenterFace (96², OpenCV DNN; ≈ 3 ms) — its heatmap peak at the centre. A different architecture
+* CenterFace (96², ONNX Runtime; ≈ 1.5 ms) — its heatmap peak at the centre. A different architecture
   trained on different data (WIDER FACE), so the two rarely agree on a non-face.
 
 The evidence is the sum of the two scores and a face is kept when it reaches the threshold (default

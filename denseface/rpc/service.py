@@ -18,7 +18,7 @@ so the server process never loads the models).
 
 A failure of the engine's work (step 4) that is worth retrying is ``FailedOperation.ServerError``: a
 model run that fails inside its runtime (the engine raises :class:`~denseface.errors.InferenceError`
-where LiteRT's ``invoke`` or OpenCV DNN's ``forward`` fails), running out of memory while decoding or
+where LiteRT's ``invoke`` or ONNX Runtime's ``run`` fails), running out of memory while decoding or
 running the models, or a worker process that died while holding the request. The server logs it with
 the RequestId and the runtime's own exception and keeps serving. Any other unexpected exception is a
 bug and becomes ``InternalError`` in the server.

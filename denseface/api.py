@@ -59,18 +59,23 @@ class Analyzer:
         self._lock = threading.Lock()
         log.debug("analyzer ready (models in %s)", paths[models.MESH.name].parent)
 
-    def analyze(self, image: ImageInput | Decoded, *, mode: int = 0, rotate: bool = False) -> list[Face]:
+    def analyze(
+        self, image: ImageInput | Decoded, *, mode: int = 0, rotate: bool = False, max_faces: int = MAX_FACES
+    ) -> list[Face]:
         """Faces in ``image`` (a path, bytes, PIL image or RGB array), largest first.
 
-        ``mode=0``: up to 5 faces; ``mode=1``: only the largest. ``rotate=True`` also finds faces
-        turned by 90°, 180° or 270°. No face gives an empty list. Raises
-        :class:`denseface.ImageError` subclasses for unreadable images.
+        ``mode=0``: up to ``max_faces`` faces (default 5, as AnalyzeDenseLandmarks; AnalyzeFace returns
+        up to 10); ``mode=1``: only the largest. ``rotate=True`` also finds faces turned by 90°, 180° or
+        270°. No face gives an empty list. Raises :class:`denseface.ImageError` subclasses for
+        unreadable images.
         """
         if mode not in (0, 1):
-            raise ValueError(f"mode must be 0 (up to {MAX_FACES} faces) or 1 (largest face), not {mode!r}")
+            raise ValueError(f"mode must be 0 (up to max_faces faces) or 1 (largest face), not {mode!r}")
+        if max_faces < 1:
+            raise ValueError(f"max_faces must be at least 1, not {max_faces!r}")
         decoded = image if isinstance(image, Decoded) else load(image)
         with self._lock:
-            faces = self._pipeline.run(decoded.rgb, max_faces=1 if mode == 1 else MAX_FACES, rotate=rotate)
+            faces = self._pipeline.run(decoded.rgb, max_faces=1 if mode == 1 else max_faces, rotate=rotate)
         return faces[:1] if mode == 1 else faces
 
 
@@ -87,6 +92,8 @@ def default_analyzer() -> Analyzer:
         return _default
 
 
-def analyze(image: ImageInput, *, mode: int = 0, rotate: bool = False) -> list[Face]:
+def analyze(
+    image: ImageInput, *, mode: int = 0, rotate: bool = False, max_faces: int = MAX_FACES
+) -> list[Face]:
     """``Analyzer().analyze`` on a shared, lazily created Analyzer."""
-    return default_analyzer().analyze(image, mode=mode, rotate=rotate)
+    return default_analyzer().analyze(image, mode=mode, rotate=rotate, max_faces=max_faces)

@@ -20,7 +20,7 @@ EXIT_USAGE = 2
 
 
 def _full(face: Any, width: int, height: int) -> dict[str, Any]:
-    from denseface.rpc.shape import dense_face_shape
+    from denseface.rpc.actions.analyze_dense_landmarks import dense_face_shape
 
     def r(values: Any) -> Any:
         return [[round(float(v), 2) for v in row] for row in values]
@@ -40,8 +40,8 @@ def _full(face: Any, width: int, height: int) -> dict[str, Any]:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from denseface.api import Analyzer
     from denseface.engine.decode import load
-    from denseface.engine.draw import draw_faces
-    from denseface.rpc.shape import analyze_response
+    from denseface.engine.draw import draw_faces, draw_shape90
+    from denseface.rpc.actions import analyze_dense_landmarks, analyze_face
 
     if args.draw and len(args.images) > 1 and not Path(args.draw).is_dir():
         log.error("--draw must be an existing directory when several images are given")
@@ -54,13 +54,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for path in args.images:
         try:
             decoded = load(path)
-            faces = analyzer.analyze(decoded, mode=args.mode, rotate=args.rotate)
+            limit = (analyze_face if args.format == "analyze-face" else analyze_dense_landmarks).MAX_FACES
+            faces = analyzer.analyze(decoded, mode=args.mode, rotate=args.rotate, max_faces=limit)
         except DensefaceError as exc:
             log.error("%s: %s (%s)", path, exc.message, exc.code)
             results.append({"Image": str(path), "Error": {"Code": exc.code, "Message": exc.message}})
             failed = True
             continue
-        body = analyze_response(decoded.width, decoded.height, faces)
+        if args.format == "analyze-face":
+            body = analyze_face.analyze_face_response(decoded.width, decoded.height, faces)
+        else:
+            body = analyze_dense_landmarks.analyze_response(decoded.width, decoded.height, faces)
         if args.format == "full":
             body["Faces"] = [_full(f, decoded.width, decoded.height) for f in faces]
             del body["DenseFaceShapeSet"]
@@ -74,7 +78,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             if target.is_dir():
                 target = target / f"{Path(path).stem}.denseface.png"
             try:
-                Image.fromarray(draw_faces(decoded.rgb, faces)).save(target)
+                draw = draw_shape90 if args.format == "analyze-face" else draw_faces
+                Image.fromarray(draw(decoded.rgb, faces)).save(target)
             except (OSError, ValueError) as exc:  # bad directory or extension: keep the JSON
                 log.error("cannot write overlay %s: %s", target, exc)
                 failed = True
@@ -101,14 +106,15 @@ def cmd_layout_figure(args: argparse.Namespace) -> int:
 
     from denseface.api import Analyzer
     from denseface.engine.decode import load
-    from denseface.engine.figure import layout_figure
+    from denseface.engine.figure import layout_figure, shape90_figure
 
     decoded = load(args.image)
     faces = Analyzer(args.model_dir).analyze(decoded, mode=1)
     if not faces:
         log.error("%s: no face found", args.image)
         return EXIT_ERROR
-    Image.fromarray(layout_figure(decoded.rgb, faces[0], width=args.width)).save(args.output)
+    figure = shape90_figure if args.points == 90 else layout_figure
+    Image.fromarray(figure(decoded.rgb, faces[0], width=args.width)).save(args.output)
     log.info("layout figure written to %s", args.output)
     return 0
 
@@ -144,7 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="888 landmarks of every face in one or more photos, as JSON")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, WebP, TIFF, ...)")
-    p.add_argument("--mode", type=int, choices=(0, 1), default=0, help="0: up to 5 faces; 1: the largest")
+    p.add_argument(
+        "--mode",
+        type=int,
+        choices=(0, 1),
+        default=0,
+        help="0: up to 5 faces (10 with analyze-face); 1: the largest",
+    )
     p.add_argument("--rotate", action="store_true", help="also find faces turned by 90/180/270 degrees")
     p.add_argument(
         "--detector",
@@ -153,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="thorough (default): BlazeFace + CenterFace, finds turned and covered faces; fast: BlazeFace",
     )
     p.add_argument("--draw", metavar="OUT.png", help="write an overlay PNG (a directory for several images)")
-    p.add_argument("--format", choices=("tencent", "full"), default="tencent", help="output shape")
+    p.add_argument(
+        "--format",
+        choices=("tencent", "full", "analyze-face"),
+        default="tencent",
+        help="tencent: AnalyzeDenseLandmarks (888); full: + box, pose, mesh; analyze-face: AnalyzeFace (90)",
+    )
     p.add_argument("--compact", action="store_true", help="one-line JSON")
     p.set_defaults(func=cmd_analyze)
 
@@ -167,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     p.add_argument("output")
     p.add_argument("--width", type=_figure_width, default=900, help="figure width in pixels (≥ 400)")
+    p.add_argument(
+        "--points", type=int, choices=(888, 90), default=888, help="888 (default) or AnalyzeFace's 90"
+    )
     p.set_defaults(func=cmd_layout_figure)
 
     p = sub.add_parser("serve", help="serve the Tencent-compatible API and the page")

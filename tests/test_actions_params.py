@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from denseface.rpc.actions import ANALYZE_PARAMS, AnalyzeParams, parse_analyze_params
+from denseface.rpc.actions.common import ANALYZE_PARAMS, AnalyzeParams, parse_analyze_params
 from denseface.rpc.protocol import ApiError
 
 IMAGE = "iVBORw0KGgo="
@@ -172,3 +172,26 @@ def test_never_crashes(params: dict[str, Any], from_query: bool) -> None:
     assert result.mode in (0, 1)
     assert (result.url is None) != (result.image_b64 is None)
     assert result.face_model_version == "3.0"
+
+
+def test_each_action_by_name() -> None:
+    """The table routes by name; AnalyzeFace takes "2.0" too and up to 10 faces, the dense action not."""
+    from denseface.rpc.actions import ACTIONS
+    from denseface.rpc.catalog import IMPLEMENTED_ACTIONS
+
+    assert tuple(ACTIONS) == IMPLEMENTED_ACTIONS == ("AnalyzeDenseLandmarks", "AnalyzeFace")
+    dense, face = ACTIONS["AnalyzeDenseLandmarks"], ACTIONS["AnalyzeFace"]
+    assert (dense.max_faces, face.max_faces) == (5, 10)
+    for from_query in (False, True):
+        assert face.parse({"Image": IMAGE}, from_query=from_query).face_model_version == "3.0"
+        assert (
+            face.parse({"Image": IMAGE, "FaceModelVersion": "2.0"}, from_query=from_query).face_model_version
+            == "2.0"
+        )
+        for action, version in ((face, "1.0"), (face, "2"), (dense, "2.0")):
+            with pytest.raises(ApiError) as info:
+                action.parse({"Image": IMAGE, "FaceModelVersion": version}, from_query=from_query)
+            assert info.value.code == "InvalidParameterValue.FaceModelVersionIllegal"
+        with pytest.raises(ApiError) as info:
+            face.parse({"Image": IMAGE, "Mode": "2" if from_query else 2}, from_query=from_query)
+        assert info.value.code == "InvalidParameterValue"

@@ -83,3 +83,23 @@ def test_layout_figure(model_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [["analyze"], ["analyze", "x.jpg", "--mode", "3"], ["nope"]])
 def test_usage_errors(model_dir: Path, args: list[str]) -> None:
     assert run(model_dir, *args).returncode == 2
+
+
+def test_analyze_face_format_draws_and_figure(model_dir: Path, tmp_path: Path) -> None:
+    """``--format analyze-face``: AnalyzeFace's fields, up to 10 faces (the crowd photo's 6), the 90
+    points drawn; ``layout-figure --points 90``."""
+    photo = shared("robustness", "deepface", "selfie-many-people.jpg")
+    out = tmp_path / "overlay.png"
+    result = run(
+        model_dir, "analyze", str(photo), "--format", "analyze-face", "--draw", str(out), "--compact"
+    )
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert set(body) == {"ImageWidth", "ImageHeight", "FaceShapeSet", "FaceModelVersion"}
+    assert len(body["FaceShapeSet"]) == 6
+    assert all(sum(len(points) for points in shape.values()) == 90 for shape in body["FaceShapeSet"])
+    assert Image.open(out).convert("RGB").tobytes() != Image.open(photo).convert("RGB").tobytes()
+    figure = tmp_path / "shape90.png"
+    result = run(model_dir, "layout-figure", str(photo), str(figure), "--points", "90", "--width", "600")
+    assert result.returncode == 0, result.stderr
+    assert Image.open(figure).width == 600

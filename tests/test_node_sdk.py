@@ -88,8 +88,17 @@ def cases(server: LiveServer) -> list[dict[str, Any]]:
                 "secretKey": "not-the-key",
             }
         )
+    for version in VERSIONS:  # AnalyzeFace: TC3 POST, the 90 points (and "2.0" echoed in 2018-03-01)
+        params = {"FaceModelVersion": "2.0"} if version == "2018-03-01" else {}
+        base = {"endpoint": endpoints["ip"], "reqMethod": "POST", "image": "photo", "params": params, **key}
+        out.append({"id": f"analyze-face-{version}", "version": version, "action": "AnalyzeFace", **base})
     errors = {
         "detect-face": {"action": "DetectFace", "image": "small"},
+        "analyze-face-bad-version": {
+            "action": "AnalyzeFace",
+            "image": "small",
+            "params": {"FaceModelVersion": "1.0"},
+        },
         "mode-as-string": {"action": "AnalyzeDenseLandmarks", "image": "small", "params": {"Mode": "1"}},
         "no-image": {"action": "AnalyzeDenseLandmarks", "language": "en-US"},
     }
@@ -196,3 +205,22 @@ def test_errors(outcomes: dict[str, Any]) -> None:
     check_error(outcomes["mode-as-string"], "InvalidParameter.InvalidParameter")
     check_error(outcomes["no-image"], "InvalidParameterValue.ImageEmpty")
     assert outcomes["no-image"]["message"].isascii()  # en-US
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_analyze_face(
+    outcomes: dict[str, Any], images: dict[str, tuple[Path, tuple[int, int]]], version: str
+) -> None:
+    outcome = outcomes[f"analyze-face-{version}"]
+    assert outcome["ok"], outcome
+    response = outcome["response"]
+    assert set(response) == {"ImageWidth", "ImageHeight", "FaceShapeSet", "FaceModelVersion", "RequestId"}
+    assert (response["ImageWidth"], response["ImageHeight"]) == images["photo"][1]
+    assert response["FaceModelVersion"] == ("2.0" if version == "2018-03-01" else "3.0")
+    counts = {"FaceProfile": 21, "LeftEye": 8, "RightEye": 8, "LeftEyeBrow": 8, "RightEyeBrow": 8}
+    counts |= {"Mouth": 22, "Nose": 13, "LeftPupil": 1, "RightPupil": 1}
+    assert len(response["FaceShapeSet"]) == 2
+    for shape in response["FaceShapeSet"]:
+        assert {region: len(points) for region, points in shape.items()} == counts
+        assert all(set(p) == {"X", "Y"} and type(p["X"]) is int for points in shape.values() for p in points)
+    check_error(outcomes["analyze-face-bad-version"], "InvalidParameterValue.FaceModelVersionIllegal")

@@ -132,24 +132,27 @@ def assert_faces(response: dict[str, Any], faces: int) -> None:
 FOREHEAD_TOP = 72  # Forehead points 0-71 run over the top; 72-119 lie along the brows, drawn on top
 
 
-def region_on_canvas(page: Page, region: str, count: int | None = None) -> float:
+def region_on_canvas(
+    page: Page, region: str, count: int | None = None, action: str = "AnalyzeDenseLandmarks"
+) -> float:
     """Share of the region's points (from the raw JSON; the first ``count`` if given) whose canvas
-    pixel has the region's color.
+    pixel has the region's color (in the faces of ``action``'s response).
 
     Reads the on-screen canvas at each point scaled by canvas pixels per image pixel, so this checks
     that the overlay is drawn where the server said, at the display scale.
     """
     share: float = page.evaluate(
-        """async ([name, count]) => {
-            const { REGIONS } = await import("/static/regions.js");
-            const color = REGIONS.find((r) => r.name === name).color;
+        """async ([name, count, actionName]) => {
+            const { ACTIONS } = await import("/static/regions.js");
+            const action = ACTIONS[actionName];
+            const color = action.regions.find((r) => r.name === name).color;
             const want = [1, 3, 5].map((i) => parseInt(color.slice(i, i + 2), 16));
             const response = JSON.parse(document.getElementById("json").textContent).Response;
             const canvas = document.getElementById("canvas");
             const ctx = canvas.getContext("2d");
             const scale = canvas.width / response.ImageWidth;
             let hits = 0, total = 0;
-            for (const face of response.DenseFaceShapeSet) {
+            for (const face of response[action.setField]) {
                 for (const p of face[name].slice(0, count ?? undefined)) {
                     const x = Math.floor(p.X * scale), y = Math.floor(p.Y * scale);
                     const got = ctx.getImageData(x, y, 1, 1).data;
@@ -159,7 +162,7 @@ def region_on_canvas(page: Page, region: str, count: int | None = None) -> float
             }
             return hits / total;
         }""",
-        [region, count],
+        [region, count, action],
     )
     return share
 
@@ -355,6 +358,58 @@ def test_layout_view_shows_reference_figure(page_factory: Any, tmp_path: Path) -
     page.screenshot(path=str(tmp_path / "layout.png"))
     page.click("#tab-analyze")
     assert page.is_visible("#panel-analyze")
+    assert problems.errors == []
+
+
+SHAPE90 = {
+    "FaceProfile": 21,
+    "LeftEye": 8,
+    "RightEye": 8,
+    "LeftEyeBrow": 8,
+    "RightEyeBrow": 8,
+    "Mouth": 22,
+    "Nose": 13,
+    "LeftPupil": 1,
+    "RightPupil": 1,
+}
+
+
+@pytest.mark.browser
+def test_analyze_face_draws_90_points_and_switches_back(page_factory: Any, tmp_path: Path) -> None:
+    """The action chooser: AnalyzeFace draws 90 points a face where the response puts them (6 faces on
+    the crowd photo: Mode 0 goes up to 10 here); choosing the 888 action again analyses again."""
+    page, problems = page_factory(DESKTOP)
+    page.select_option("#action", "AnalyzeFace")
+    assert page.text_content("#mode option[value='0']") == "All faces (up to 10)"
+    assert page.locator("#legend button[data-region]").count() == len(SHAPE90)
+    state = analyze_file(page, two_people())
+    page.screenshot(path=str(tmp_path / "analyze-face.png"))
+    assert state["error"] is None, state["error"]
+    assert (state["faces"], state["pointsDrawn"]) == (2, 2 * 90)
+    response = response_json(page)
+    assert set(response) == {"ImageWidth", "ImageHeight", "FaceShapeSet", "FaceModelVersion", "RequestId"}
+    for shape in response["FaceShapeSet"]:
+        assert {name: len(points) for name, points in shape.items()} == SHAPE90
+    for region in ("FaceProfile", "Mouth", "LeftEyeBrow"):
+        assert region_on_canvas(page, region, action="AnalyzeFace") > 0.9, region
+    page.click("#legend button[data-region='FaceProfile']")
+    assert hooks(page)["pointsDrawn"] == 2 * (90 - 21)
+
+    state = analyze_file(page, shared("robustness", "deepface", "selfie-many-people.jpg"))
+    assert (state["faces"], state["pointsDrawn"]) == (6, 6 * (90 - 21))
+
+    mark_pending(page)
+    page.select_option("#action", "AnalyzeDenseLandmarks")  # the same photo, analysed again
+    state = wait_result(page)
+    assert (state["faces"], state["pointsDrawn"]) == (5, 5 * POINTS)
+    assert page.text_content("#mode option[value='0']") == "All faces (up to 5)"
+    assert len(response_json(page)["DenseFaceShapeSet"]) == 5
+
+    page.click("#tab-layout")
+    page.locator("#shape90-img").scroll_into_view_if_needed()
+    page.wait_for_function("document.getElementById('shape90-img').complete")
+    assert page.evaluate("document.getElementById('shape90-img').naturalWidth") > 0
+    assert page.text_content("#shape90-total") == "90"
     assert problems.errors == []
 
 

@@ -385,7 +385,7 @@ def test_action_version_region() -> None:
     assert error_of(v1(Region="")).code == "MissingParameter"
 
 
-@pytest.mark.parametrize("action", ["DetectFace", "SearchFaces", "AnalyzeFace", "VerifyPerson"])
+@pytest.mark.parametrize("action", ["DetectFace", "SearchFaces", "DetectFaceAttributes", "VerifyPerson"])
 def test_iai_action_not_implemented(action: str) -> None:
     """An action iai has (in both versions) but denseface does not implement: UnknowMethod, naming it
     and what is implemented; after authentication, like every action check."""
@@ -393,7 +393,7 @@ def test_iai_action_not_implemented(action: str) -> None:
         error = error_of(tc3(action=action, version=version))
         assert (error.code, error.detail) == ("UnsupportedOperation.UnknowMethod", action)
         assert action in error.localized("en-US")
-        assert "AnalyzeDenseLandmarks" in error.localized("en-US")
+        assert "AnalyzeDenseLandmarks, AnalyzeFace" in error.localized("en-US")
         assert "AnalyzeDenseLandmarks" in error.localized("zh-CN")
     assert error_of(v1(Action=action)).code == "UnsupportedOperation.UnknowMethod"
     assert error_of(tc3(action=action, secret_key="wrong")).code == "AuthFailure.SignatureFailure"

@@ -530,7 +530,7 @@ def test_rate_limit(live_server: LiveServer) -> None:
 
 @pytest.mark.parametrize(
     ("version", "action"),
-    [(V2020, "DetectFace"), (V2020, "SearchFaces"), (V2018, "AnalyzeFace"), (V2018, "CompareFace")],
+    [(V2020, "DetectFace"), (V2020, "SearchFaces"), (V2018, "DetectFaceAttributes"), (V2018, "CompareFace")],
 )
 def test_unimplemented_iai_actions(live_server: LiveServer, version: str, action: str) -> None:
     """The SDK's own methods for iai actions denseface does not implement: UnknowMethod, naming them."""

@@ -17,7 +17,7 @@ from denseface.cli import build_parser
 from denseface.errors import InferenceError
 from denseface.rpc.credentials import Credential, CredentialStore
 from denseface.rpc.fetch import UrlFetcher
-from denseface.rpc.service import DenseLandmarkService
+from denseface.rpc.service import ActionService
 from denseface.rpc.signing import sign_tc3_request
 from denseface.server.app import ApiApp, create_app
 from denseface.server.run import build_app
@@ -89,7 +89,7 @@ def failing_client(model_dir: Path, failure: BaseException) -> TestClient:
     config = WorkerConfig(analyzer_factory=functools.partial(failing_analyzer, model_dir, failure))
     state = ApiApp(
         credentials=CredentialStore([Credential(SECRET_ID, SECRET_KEY)]),
-        service=DenseLandmarkService(UrlFetcher()),
+        service=ActionService(UrlFetcher()),
         pool_factory=lambda: ProcessPool(1, config),
         default_qps=None,
         deadline=10,

@@ -23,7 +23,7 @@ from tencentcloud.iai.v20200303 import iai_client as client_2020
 from tencentcloud.iai.v20200303 import models as models_2020
 
 from denseface.rpc import signing
-from denseface.rpc.actions import parse_analyze_params
+from denseface.rpc.actions.common import parse_analyze_params
 from denseface.rpc.credentials import Credential, CredentialStore
 from denseface.rpc.protocol import (
     ApiCall,

@@ -39,7 +39,11 @@ def small_jpeg() -> tuple[str, int, int]:
 
 
 def tccli(
-    server: LiveServer, home: Path, *args: str, secret_key: str | None = None
+    server: LiveServer,
+    home: Path,
+    *args: str,
+    secret_key: str | None = None,
+    action: str = "AnalyzeDenseLandmarks",
 ) -> subprocess.CompletedProcess[str]:
     if not TCCLI.exists():
         pytest.fail(f"tccli is not installed beside {sys.executable}")
@@ -48,7 +52,7 @@ def tccli(
     command = [
         str(TCCLI),
         "iai",
-        "AnalyzeDenseLandmarks",
+        action,
         *args,
         "--endpoint",
         server.base_url,
@@ -114,3 +118,39 @@ def test_tccli_bad_key(live_server: LiveServer, tmp_path: Path, small_jpeg: tupl
     assert "requestId:" in output
     request_id = output.split("requestId:", 1)[1].split()[0]
     uuid.UUID(request_id)
+
+
+@pytest.mark.parametrize("version", ["2020-03-03", "2018-03-01"])
+def test_tccli_analyze_face(
+    live_server: LiveServer, tmp_path: Path, small_jpeg: tuple[str, int, int], version: str
+) -> None:
+    """AnalyzeFace: 90 integer points per face in Tencent's regions; FaceModelVersion "2.0" echoed."""
+    b64, width, height = small_jpeg
+    args = ["--cli-unfold-argument", "--Image", b64, "--FaceModelVersion", "2.0", "--version", version]
+    result = tccli(live_server, tmp_path, *args, action="AnalyzeFace")
+    assert result.returncode == 0, result.stdout + result.stderr
+    response = json.loads(result.stdout)
+    assert set(response) == {"ImageWidth", "ImageHeight", "FaceShapeSet", "FaceModelVersion", "RequestId"}
+    assert (response["ImageWidth"], response["ImageHeight"], response["FaceModelVersion"]) == (
+        width,
+        height,
+        "2.0",
+    )
+    counts = {
+        "FaceProfile": 21,
+        "LeftEye": 8,
+        "RightEye": 8,
+        "LeftEyeBrow": 8,
+        "RightEyeBrow": 8,
+        "Mouth": 22,
+    }
+    counts |= {"Nose": 13, "LeftPupil": 1, "RightPupil": 1}
+    assert len(response["FaceShapeSet"]) == 2
+    for shape in response["FaceShapeSet"]:
+        assert {region: len(points) for region, points in shape.items()} == counts
+        assert all(type(p["X"]) is int and 0 <= p["X"] < width for points in shape.values() for p in points)
+    bad = tccli(
+        live_server, tmp_path, "--cli-unfold-argument", "--Image", b64, "--Mode", "3", action="AnalyzeFace"
+    )
+    assert bad.returncode != 0
+    assert "InvalidParameterValue" in bad.stdout + bad.stderr

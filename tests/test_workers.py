@@ -26,9 +26,9 @@ from denseface.errors import (
     ModelsMissingError,
     NoFaceError,
 )
+from denseface.rpc.actions.analyze_dense_landmarks import analyze_response, analyze_response_json
 from denseface.rpc.envelope import ApiError, success_envelope, success_envelope_json
 from denseface.rpc.service import AnalyzeJob, ServiceOptions
-from denseface.rpc.shape import analyze_response, analyze_response_json
 from denseface.server.run import stuck_after
 from denseface.server.worker_process import WorkerConfig
 from denseface.server.workers import ProcessPool

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from denseface.engine.layout import REGION_CLOSED, REGION_NAMES, REGION_SLICES
+from denseface.engine.layout import REGION_CLOSED, REGION_NAMES, REGION_SLICES, SHAPE90_NAMES
 from denseface.engine.result import Face
 
 RGB = npt.NDArray[np.uint8]
@@ -30,6 +30,18 @@ REGION_COLORS: dict[str, tuple[int, int, int]] = {
     "RightEyeBags": (103, 232, 249),  # #67e8f9
     "Forehead": (253, 186, 116),  # #fdba74
 }
+# AnalyzeFace's 90-point regions in the colours of the 888 regions they come from (the page's too).
+SHAPE90_COLORS: dict[str, tuple[int, int, int]] = {
+    "FaceProfile": REGION_COLORS["Chin"],
+    "LeftEye": REGION_COLORS["LeftEye"],
+    "RightEye": REGION_COLORS["RightEye"],
+    "LeftEyeBrow": REGION_COLORS["LeftEyeBrow"],
+    "RightEyeBrow": REGION_COLORS["RightEyeBrow"],
+    "Mouth": REGION_COLORS["MouthOutside"],
+    "Nose": REGION_COLORS["Nose"],
+    "LeftPupil": REGION_COLORS["LeftPupil"],
+    "RightPupil": REGION_COLORS["RightPupil"],
+}
 # Wide outlines first, so eyes, brows and lips stay visible on top of them.
 UNDERNEATH = ("Forehead", "Chin", "CentralAxis", "LeftEyeBags", "RightEyeBags")
 NOSE_BRIDGE = 24  # Nose points 0–23 are the bridge, 24–63 the alar contour (two open polylines)
@@ -42,6 +54,43 @@ def polylines(name: str, pts: npt.NDArray[np.float32]) -> list[tuple[npt.NDArray
     if name.endswith("Pupil"):
         return [(pts[1:], True)]
     return [(pts, REGION_CLOSED[name])]
+
+
+def shape90_polylines(name: str, pts: npt.NDArray[np.float32]) -> list[tuple[npt.NDArray[np.float32], bool]]:
+    """A 90-point region as (polyline, closed) pieces: eyes and brows closed; the mouth's outer (0–11)
+    and inner (12–21) lines closed; the nose from the bridge's top (1) round to 12, its tip (0) a dot;
+    the face profile open; pupils dots only."""
+    if name == "Mouth":
+        return [(pts[:12], True), (pts[12:], True)]
+    if name == "Nose":
+        return [(pts[1:], False)]
+    if name.endswith("Pupil"):
+        return []
+    return [(pts, name != "FaceProfile")]
+
+
+def draw_shape90(rgb: RGB, faces: Sequence[Face], *, boxes: bool = True) -> RGB:
+    """A copy of ``rgb`` with each face's 90 AnalyzeFace points (:meth:`Face.shape90`) drawn."""
+    out = np.ascontiguousarray(rgb.copy())
+    shift = 4
+    for face in faces:
+        scale = max(1.0, face.box.width / 220.0)
+        thickness = max(1, round(scale))
+        radius = max(2, round(2.5 * scale))
+        if boxes:
+            x, y, w, h = face.box.x, face.box.y, face.box.width, face.box.height
+            cv2.rectangle(
+                out, _fixed((x, y)), _fixed((x + w, y + h)), (255, 255, 255), thickness, cv2.LINE_AA, shift
+            )
+        shape = face.shape90()
+        for name in SHAPE90_NAMES:
+            color = SHAPE90_COLORS[name]
+            for line, closed in shape90_polylines(name, shape[name]):
+                fixed = np.round(line * (1 << shift)).astype(np.int32)
+                cv2.polylines(out, [fixed], closed, color, thickness, cv2.LINE_AA, shift)
+            for p in shape[name]:
+                cv2.circle(out, _fixed(p), radius << shift, color, -1, cv2.LINE_AA, shift)
+    return out
 
 
 def draw_faces(

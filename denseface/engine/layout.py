@@ -202,11 +202,7 @@ class Layout:
                     self._dynamic.append((region, part, include_end, slice(cursor, cursor + part["count"])))
                 cursor += part["count"]
         self._static = _StaticParts(static)
-        ibug = table["ibug68"]["points"]
-        self._ibug_from_mesh = np.array([name == "mesh" for name, _ in ibug])
-        self._ibug_index = np.array(
-            [i if name == "mesh" else REGION_SLICES[name].start + i for name, i in ibug]
-        )
+        self._ibug68 = Selection(table["ibug68"]["points"])
 
     def _outline(self, xy: F64) -> F64:
         """The visible face outline: convex hull of the silhouette vertices, clockwise on screen."""
@@ -262,12 +258,57 @@ class Layout:
         return out.astype(np.float32)
 
     def ibug68(self, mesh_xy: F32, points: F32) -> F32:
+        return self._ibug68.pick(mesh_xy, points)
+
+
+class Selection:
+    """A fixed choice of points from a face's 888 layout and mesh: a list of ``[region, index]`` (into
+    the 888 points) or ``["mesh", vertex]``, as the 68-point mapping and the 90-point table write it."""
+
+    def __init__(self, refs: list[list[Any]]) -> None:
+        for name, i in refs:
+            size = 478 if name == "mesh" else REGION_COUNTS.get(name, 0)
+            if not 0 <= int(i) < size:
+                raise ValueError(f"no point {name}[{i}] in the 888 layout or the mesh")
+        self._from_mesh = np.array([name == "mesh" for name, _ in refs])
+        self._index = np.array(
+            [int(i) if name == "mesh" else REGION_SLICES[name].start + int(i) for name, i in refs]
+        )
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def pick(self, mesh_xy: F32, points: F32) -> F32:
+        """The chosen points, (n, 2), from a face's (478, 2+) mesh and its (888, 2) points."""
         out = np.where(
-            self._ibug_from_mesh[:, None],
-            mesh_xy[np.where(self._ibug_from_mesh, self._ibug_index, 0), :2],
-            points[np.where(self._ibug_from_mesh, 0, self._ibug_index)],
+            self._from_mesh[:, None],
+            mesh_xy[np.where(self._from_mesh, self._index, 0), :2],
+            points[np.where(self._from_mesh, 0, self._index)],
         )
         return np.asarray(out, dtype=np.float32)
+
+
+def _load_shape90() -> tuple[tuple[str, ...], dict[str, slice], Selection]:
+    text = resources.files("denseface.data").joinpath("shape90.json").read_text(encoding="utf-8")
+    regions = json.loads(text)["regions"]
+    names = tuple(str(r["name"]) for r in regions)
+    slices, start = {}, 0
+    for r in regions:
+        slices[r["name"]] = slice(start, start + len(r["points"]))
+        start += len(r["points"])
+    return names, slices, Selection([ref for r in regions for ref in r["points"]])
+
+
+#: Tencent's AnalyzeFace ``FaceShape``: 90 points in 9 regions (``denseface/data/shape90.json``)
+SHAPE90_NAMES, SHAPE90_SLICES, _SHAPE90 = _load_shape90()
+if len(_SHAPE90) != 90:  # pragma: no cover - guards the data file
+    raise RuntimeError(f"shape90.json defines {len(_SHAPE90)} points, not 90")
+
+
+def shape90_from_mesh(mesh_xy: F32, points: F32) -> F32:
+    """The 90 points of Tencent's ``FaceShape`` (region order :data:`SHAPE90_NAMES`), from the 888
+    layout and (nose sides) the mesh."""
+    return _SHAPE90.pick(mesh_xy, points)
 
 
 def _iris(xy: F64, spec: dict[str, Any], count: int, axis: F64) -> F64:

@@ -14,7 +14,7 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
-from denseface.engine.layout import REGION_SLICES, ibug68_from_mesh
+from denseface.engine.layout import REGION_SLICES, SHAPE90_SLICES, ibug68_from_mesh, shape90_from_mesh
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -82,3 +82,12 @@ class Face:
     def to_ibug68(self) -> FloatArray:
         """The 68 points of the 300-W (iBUG) scheme, from the 888 layout and the mesh (data/layout.json)."""
         return ibug68_from_mesh(self.mesh[:, :2], self.points)
+
+    def shape90(self) -> Mapping[str, FloatArray]:
+        """Tencent's ``AnalyzeFace`` 90 points: region name (``FaceProfile``, ``LeftEye``, ``RightEye``,
+        ``LeftEyeBrow``, ``RightEyeBrow``, ``Mouth``, ``Nose``, ``LeftPupil``, ``RightPupil``) → read-only
+        (n, 2) points (21, 8, 8, 8, 8, 22, 13, 1, 1), chosen from the 888 layout and the mesh
+        (``denseface/data/shape90.json``)."""
+        points = shape90_from_mesh(self.mesh[:, :2], self.points)
+        points.setflags(write=False)
+        return MappingProxyType({name: points[sl] for name, sl in SHAPE90_SLICES.items()})

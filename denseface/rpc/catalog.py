@@ -20,8 +20,9 @@ from importlib import resources
 
 VERSIONS = ("2018-03-01", "2020-03-03")
 REGION_REQUIRED_VERSIONS = frozenset({"2020-03-03"})
-#: The one table of actions denseface serves (in every version in :data:`VERSIONS`).
-IMPLEMENTED_ACTIONS: tuple[str, ...] = ("AnalyzeDenseLandmarks",)
+#: The one table of actions denseface serves (in every version in :data:`VERSIONS`); each is the module
+#: of its name in :mod:`denseface.rpc.actions`.
+IMPLEMENTED_ACTIONS: tuple[str, ...] = ("AnalyzeDenseLandmarks", "AnalyzeFace")
 
 
 @functools.cache

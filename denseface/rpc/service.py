@@ -1,8 +1,9 @@
-"""The ``AnalyzeDenseLandmarks`` action: Tencent parameters in, Tencent response fields out.
+"""The image actions (``AnalyzeDenseLandmarks``, ``AnalyzeFace``): Tencent parameters in, Tencent response
+fields out, routed by the call's action through :data:`denseface.rpc.actions.ACTIONS`.
 
 Transport-neutral (no ASGI): the server hands over an authenticated :class:`ApiCall` and a way to run
 the CPU work elsewhere (:data:`RunJob`: the server's worker processes). The order of the checks follows
-Tencent's documented error codes:
+Tencent's documented error codes (the same for both actions):
 
 1. parameters (``Mode``, ``Image``/``Url``, ``FaceModelVersion``, ``NeedRotateDetection``);
 2. image bytes: base64 (≤ 5 MB of text) or a safe download (≤ 5 MB) — ``Url`` wins when both are given;
@@ -30,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from denseface.errors import InferenceError
-from denseface.rpc.actions import parse_analyze_params
+from denseface.rpc.actions import ACTIONS
 from denseface.rpc.fetch import UrlFetcher
 from denseface.rpc.image_input import DEFAULT_LIMITS, ImageLimits
 from denseface.rpc.protocol import ApiCall
@@ -46,7 +47,8 @@ class ServiceOptions:
 
 @dataclass(frozen=True)
 class AnalyzeJob:
-    """The CPU work of one call, as it travels to a worker: the image and the two flags.
+    """The CPU work of one call, as it travels to a worker: the image, the two flags, the action and
+    the FaceModelVersion its response reports.
 
     ``image`` is the ``Image`` parameter's base64 text encoded as UTF-8 when ``base64`` is true (the
     worker decodes and checks it), else the bytes downloaded from ``Url``."""
@@ -55,13 +57,15 @@ class AnalyzeJob:
     base64: bool
     mode: int
     rotate: bool
+    action: str = "AnalyzeDenseLandmarks"
+    face_model_version: str = "3.0"
 
 
 #: Runs one job in a worker, under the request's deadline; returns the response fields as JSON bytes.
 RunJob = Callable[[AnalyzeJob], Awaitable[bytes]]
 
 
-class DenseLandmarkService:
+class ActionService:
     def __init__(self, fetcher: UrlFetcher) -> None:
         self.fetcher = fetcher
 
@@ -70,11 +74,18 @@ class DenseLandmarkService:
         subclasses.
 
         ``from_query``: the parameters are strings from a query or form (GET, v1), not JSON values."""
-        params = parse_analyze_params(call.params, from_query=from_query)
+        action = ACTIONS[call.action]  # the protocol admits implemented actions only
+        params = action.parse(call.params, from_query=from_query)
         if params.url is not None:
-            data = await self.fetcher.fetch(params.url)
-            job = AnalyzeJob(data, base64=False, mode=params.mode, rotate=params.need_rotate)
+            data, base64 = await self.fetcher.fetch(params.url), False
         else:
-            text = (params.image_b64 or "").encode("utf-8")
-            job = AnalyzeJob(text, base64=True, mode=params.mode, rotate=params.need_rotate)
+            data, base64 = (params.image_b64 or "").encode("utf-8"), True
+        job = AnalyzeJob(
+            data,
+            base64=base64,
+            mode=params.mode,
+            rotate=params.need_rotate,
+            action=action.name,
+            face_model_version=params.face_model_version,
+        )
         return await run(job)

@@ -51,7 +51,7 @@ from denseface.rpc.protocol import (
     normalize_language,
     parse_request,
 )
-from denseface.rpc.service import SERVER_ERROR, DenseLandmarkService
+from denseface.rpc.service import SERVER_ERROR, ActionService
 from denseface.server.workers import ProcessPool
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class ApiApp:
         self,
         *,
         credentials: CredentialLookup,
-        service: DenseLandmarkService,
+        service: ActionService,
         pool_factory: Callable[[], ProcessPool],
         default_qps: float | None,
         deadline: float,

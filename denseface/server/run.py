@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from denseface.engine import models
 from denseface.rpc.credentials import Credential, CredentialStore, ensure_local_credential
 from denseface.rpc.fetch import UrlFetcher, parse_networks
-from denseface.rpc.service import DenseLandmarkService, ServiceOptions
+from denseface.rpc.service import ActionService, ServiceOptions
 from denseface.server.app import ApiApp, create_app
 from denseface.server.settings import Settings
 from denseface.server.worker_process import WorkerConfig
@@ -47,7 +47,7 @@ def build_app(settings: Settings) -> tuple[Starlette, CredentialStore, Credentia
     )
     state = ApiApp(
         credentials=store,
-        service=DenseLandmarkService(fetcher),
+        service=ActionService(fetcher),
         pool_factory=lambda: ProcessPool(
             settings.workers, worker, stuck_after=stuck_after(settings.deadline)
         ),

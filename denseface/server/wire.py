@@ -3,7 +3,8 @@
 Every message is two frames, each a 4-byte big-endian length and its bytes: a small JSON header, then a
 body of raw bytes (never pickled)::
 
-    server → worker   job     {"mode": 0, "rotate": false, "base64": true}    the Image text or Url bytes
+    server → worker   job     {"mode": 0, "rotate": false, "base64": true,    the Image text or Url bytes
+                               "action": "AnalyzeFace", "version": "3.0"}
     worker → server   ready   {"ready": true, "pid": 123}                     (empty)
                       ok      {"ok": true, "seconds": 0.031}                  the response fields, JSON
                       error   {"ok": false, "code", "type", "message",        (empty)
@@ -90,7 +91,12 @@ def recv_job(sock: socket.socket) -> AnalyzeJob:
     header = _parse_header(_recv_frame(sock))
     body = _recv_frame(sock)
     return AnalyzeJob(
-        body, base64=bool(header["base64"]), mode=int(header["mode"]), rotate=bool(header["rotate"])
+        body,
+        base64=bool(header["base64"]),
+        mode=int(header["mode"]),
+        rotate=bool(header["rotate"]),
+        action=str(header["action"]),
+        face_model_version=str(header["version"]),
     )
 
 
@@ -112,7 +118,8 @@ def error_header(error: BaseException, traceback_text: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ server side (async)
 def job_frames(job: AnalyzeJob) -> tuple[bytes, bytes]:
     """The two frames' prefix (length + header + body length) and the body, ready to write."""
-    head = json.dumps({"mode": job.mode, "rotate": job.rotate, "base64": job.base64}).encode("utf-8")
+    fields = {"mode": job.mode, "rotate": job.rotate, "base64": job.base64}
+    head = json.dumps({**fields, "action": job.action, "version": job.face_model_version}).encode("utf-8")
     return _LENGTH.pack(len(head)) + head + _LENGTH.pack(len(job.image)), job.image
 
 

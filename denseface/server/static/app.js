@@ -1,15 +1,15 @@
-// denseface page: pick a photo, call AnalyzeDenseLandmarks (TC3-signed in the browser),
-// draw the 888 points per face. No framework, no build step.
+// denseface page: pick a photo, call AnalyzeDenseLandmarks or AnalyzeFace (TC3-signed in the browser),
+// draw the 888 or 90 points per face. No framework, no build step.
 
 import { nearestPoint, render } from "./draw.js";
 import { explain } from "./errors.js";
-import { POINTS_PER_FACE, REGIONS } from "./regions.js";
-import { buildLayoutTable, buildLegend, copyText, setupTabs } from "./panels.js";
+import { ACTIONS } from "./regions.js";
+import { buildLayoutTable, buildLegend, copyText, noteMissingPicture, setupTabs } from "./panels.js";
 import { sha256Hex, signTc3, webCryptoAvailable } from "./tc3.js";
 
 const $ = (id) => document.getElementById(id);
 const els = {
-  form: $("form"), file: $("file"), fileName: $("file-name"), url: $("url"), mode: $("mode"),
+  form: $("form"), file: $("file"), fileName: $("file-name"), url: $("url"), mode: $("mode"), action: $("action"),
   rotate: $("rotate"), sid: $("sid"), skey: $("skey"), analyze: $("analyze"), stage: $("stage"),
   canvas: $("canvas"), placeholder: $("placeholder"), tooltip: $("tooltip"), status: $("status"),
   timing: $("timing"), download: $("download"), error: $("error"), legend: $("legend"),
@@ -18,11 +18,12 @@ const els = {
 };
 
 const STORAGE = { sid: "denseface.secretId", skey: "denseface.secretKey" };
-const API = { action: "AnalyzeDenseLandmarks", version: "2020-03-03", region: "ap-guangzhou" };
+const API = { version: "2020-03-03", region: "ap-guangzhou" };
+const chosenAction = () => ACTIONS[els.action.value] || ACTIONS.AnalyzeDenseLandmarks;
 
 // What is on screen. `width`/`height` are the image-pixel coordinate space.
 const view = {
-  image: null, width: 0, height: 0, tainted: false, faces: [],
+  image: null, width: 0, height: 0, tainted: false, faces: [], action: chosenAction(),
   hidden: new Set(), boxes: true, baseName: "photo",
 };
 let source = null; // {kind: "file", blob, name} | {kind: "url", url}
@@ -32,7 +33,8 @@ let requestSeq = 0;
 // Test hooks (browser tests read these; see tests/test_page_signing.py).
 const hooks = {
   state: "idle", pointsDrawn: 0, faces: 0, error: null, hiddenRegions: [], timingMs: null,
-  webCrypto: webCryptoAvailable(), signTc3, sha256Hex, pointsPerFace: POINTS_PER_FACE,
+  webCrypto: webCryptoAvailable(), signTc3, sha256Hex, action: view.action.name,
+  pointsPerFace: view.action.pointsPerFace,
 };
 window.denseface = hooks;
 
@@ -177,6 +179,7 @@ async function analyze() {
   if (!source) return fail({ Code: "Client.NoImage", Message: "No image selected." });
   if (!haveCredentials()) return fail({ Code: "Client.MissingCredentials", Message: "SecretId or SecretKey is empty." });
 
+  const action = chosenAction();
   setState("busy");
   clearError();
   els.status.textContent = "Analyzing…";
@@ -194,7 +197,7 @@ async function analyze() {
       method: "POST",
       headers: {
         "Content-Type": "application/json",
-        "X-TC-Action": API.action,
+        "X-TC-Action": action.name,
         "X-TC-Version": API.version,
         "X-TC-Region": API.region,
         "X-TC-Timestamp": String(timestamp),
@@ -225,7 +228,10 @@ async function analyze() {
 
   await imageReady;
   if (seq !== requestSeq) return;
-  view.faces = Array.isArray(result.DenseFaceShapeSet) ? result.DenseFaceShapeSet : [];
+  view.action = action;
+  hooks.action = action.name;
+  hooks.pointsPerFace = action.pointsPerFace;
+  view.faces = Array.isArray(result[action.setField]) ? result[action.setField] : [];
   const w = result.ImageWidth || view.width;
   const h = result.ImageHeight || view.height;
   const mismatch = view.image && (w !== view.width || h !== view.height);
@@ -235,7 +241,7 @@ async function analyze() {
   hooks.error = null;
   redraw();
   const n = view.faces.length;
-  const total = view.faces.reduce((sum, face) => sum + REGIONS.reduce(
+  const total = view.faces.reduce((sum, face) => sum + action.regions.reduce(
     (s, r) => s + (Array.isArray(face[r.name]) ? face[r.name].length : 0), 0), 0);
   els.status.textContent = `${n} face${n === 1 ? "" : "s"}, ${total} points.`
     + (mismatch ? " (The server measured a different image size; the photo is stretched to match.)" : "");
@@ -305,7 +311,7 @@ function redraw() {
   const scale = canvas.width / view.width;
   hooks.pointsDrawn = render(canvas.getContext("2d"), {
     image: view.image, width: view.width, height: view.height, faces: view.faces,
-    hidden: view.hidden, boxes: view.boxes, scale, cssPixel: dpr,
+    regions: view.action.drawOrder, hidden: view.hidden, boxes: view.boxes, scale, cssPixel: dpr,
   });
   canvas.setAttribute("aria-label", view.faces.length
     ? `Photo with ${view.faces.length} face(s) and ${hooks.pointsDrawn} landmark points drawn`
@@ -318,7 +324,7 @@ function showTooltip(event) {
   const perCss = view.width / rect.width; // image pixels per CSS pixel
   const x = (event.clientX - rect.left) * perCss;
   const y = (event.clientY - rect.top) * perCss;
-  const hit = nearestPoint(view.faces, view.hidden, x, y, 8 * perCss);
+  const hit = nearestPoint(view.faces, view.action.regions, view.hidden, x, y, 8 * perCss);
   if (!hit) {
     els.tooltip.hidden = true;
     return;
@@ -344,7 +350,7 @@ function setHidden(names, hide) {
   for (const button of els.legend.querySelectorAll("button[data-region]")) {
     button.setAttribute("aria-pressed", String(!view.hidden.has(button.dataset.region)));
   }
-  hooks.hiddenRegions = REGIONS.map((r) => r.name).filter((n) => view.hidden.has(n));
+  hooks.hiddenRegions = view.action.regions.map((r) => r.name).filter((n) => view.hidden.has(n));
   els.tooltip.hidden = true;
   redraw();
 }
@@ -371,7 +377,7 @@ function downloadPng() {
   const unit = Math.max(1, Math.max(view.width, view.height) / 800);
   render(canvas.getContext("2d"), {
     image: view.image, width: view.width, height: view.height, faces: view.faces,
-    hidden: view.hidden, boxes: view.boxes, scale: cap, cssPixel: unit * cap,
+    regions: view.action.drawOrder, hidden: view.hidden, boxes: view.boxes, scale: cap, cssPixel: unit * cap,
   });
   try {
     canvas.toBlob((blob) => {
@@ -424,8 +430,9 @@ function setupInputs() {
   els.canvas.addEventListener("pointermove", showTooltip);
   els.canvas.addEventListener("pointerdown", showTooltip); // a tap on touch screens
   els.canvas.addEventListener("pointerleave", () => { els.tooltip.hidden = true; });
-  els.showAll.addEventListener("click", () => setHidden(REGIONS.map((r) => r.name), false));
-  els.hideAll.addEventListener("click", () => setHidden(REGIONS.map((r) => r.name), true));
+  els.showAll.addEventListener("click", () => setHidden(view.action.regions.map((r) => r.name), false));
+  els.hideAll.addEventListener("click", () => setHidden(view.action.regions.map((r) => r.name), true));
+  els.action.addEventListener("change", chooseAction);
   els.boxes.addEventListener("click", () => {
     view.boxes = !view.boxes;
     els.boxes.setAttribute("aria-pressed", String(view.boxes));
@@ -447,9 +454,30 @@ function showContextNote() {
   els.contextNote.hidden = false;
 }
 
+// ---------- the action: 888 points (AnalyzeDenseLandmarks) or 90 (AnalyzeFace) ----------
+
+function chooseAction() {
+  const action = chosenAction();
+  els.mode.options[0].textContent = `All faces (up to ${action.maxFaces})`;
+  view.action = action;
+  view.faces = [];
+  view.hidden.clear();
+  hooks.action = action.name;
+  hooks.pointsPerFace = action.pointsPerFace;
+  hooks.faces = 0;
+  hooks.hiddenRegions = [];
+  buildLegend(els.legend, action.regions, (name) => setHidden([name], !view.hidden.has(name)));
+  els.tooltip.hidden = true;
+  redraw();
+  if (source && haveCredentials()) analyze();
+}
+
 loadCredentials();
-buildLegend(els.legend, (name) => setHidden([name], !view.hidden.has(name)));
-buildLayoutTable();
+buildLegend(els.legend, view.action.regions, (name) => setHidden([name], !view.hidden.has(name)));
+buildLayoutTable("layout-table", ACTIONS.AnalyzeDenseLandmarks.regions, "layout-total");
+buildLayoutTable("shape90-table", ACTIONS.AnalyzeFace.regions, "shape90-total");
+noteMissingPicture(document.getElementById("layout-img"));
+noteMissingPicture(document.getElementById("shape90-img"));
 setupTabs((tabId) => { if (tabId === "tab-analyze") redraw(); });
 setupInputs();
 showContextNote();

@@ -5,7 +5,6 @@
 // landmark coordinates are used exactly as returned while lines and dots keep a constant
 // on-screen size whatever the zoom.
 
-import { DRAW_ORDER, REGIONS } from "./regions.js";
 
 /** Points of a region as [[x, y], ...] from the response's [{X, Y}, ...]. */
 function pointsOf(face, region) {
@@ -45,7 +44,7 @@ function drawRegion(ctx, face, region, unit) {
   ctx.globalAlpha = 0.8;
   if (region.shape === "pupil") {
     strokePath(ctx, points.slice(1), true, unit);
-  } else {
+  } else if (region.shape !== "point") {
     // a region may be several polylines (the Nose: bridge, then alar contour)
     const cuts = [0, ...(region.pieces || []), points.length];
     for (let i = 0; i + 1 < cuts.length; i++) {
@@ -53,8 +52,8 @@ function drawRegion(ctx, face, region, unit) {
     }
   }
   ctx.globalAlpha = 1;
-  fillDots(ctx, points, 1.6 * unit);
-  if (region.shape === "pupil" && points.length) {
+  fillDots(ctx, points, (region.count < 30 ? 2.4 : 1.6) * unit); // fewer points: larger dots
+  if ((region.shape === "pupil" || region.shape === "point") && points.length) {
     // Centre: a larger dot with a dark ring so it stands out from the iris.
     ctx.lineWidth = unit;
     ctx.strokeStyle = "rgba(0,0,0,0.7)";
@@ -64,6 +63,18 @@ function drawRegion(ctx, face, region, unit) {
     ctx.stroke();
   }
   return points.length;
+}
+
+/** The face's box: the response's (AnalyzeDenseLandmarks), else the box of its points (AnalyzeFace). */
+export function boxOf(face, regions) {
+  if (Number.isFinite(face.Width)) return { X: face.X, Y: face.Y, Width: face.Width, Height: face.Height };
+  const points = regions.flatMap((r) => face[r.name] || []);
+  if (!points.length) return null;
+  const xs = points.map((p) => p.X);
+  const ys = points.map((p) => p.Y);
+  const X = Math.min(...xs);
+  const Y = Math.min(...ys);
+  return { X, Y, Width: Math.max(...xs) - X, Height: Math.max(...ys) - Y };
 }
 
 function drawBox(ctx, face, index, unit) {
@@ -93,14 +104,15 @@ function drawBox(ctx, face, index, unit) {
  * @param {object} o
  * @param {CanvasImageSource|null} o.image   drawn stretched to width x height (image pixels)
  * @param {number} o.width, o.height         the image size in pixels (the coordinate space)
- * @param {Array} o.faces                    DenseFaceShapeSet
+ * @param {Array} o.faces                    DenseFaceShapeSet or FaceShapeSet
+ * @param {Array} o.regions                  the action's regions, in drawing order
  * @param {Set<string>} o.hidden             names of hidden regions
  * @param {boolean} o.boxes                  draw face boxes
  * @param {number} o.scale                   canvas pixels per image pixel
  * @param {number} o.cssPixel                canvas pixels per CSS pixel
  * @returns {number} the number of landmark points drawn
  */
-export function render(ctx, { image, width, height, faces, hidden, boxes, scale, cssPixel }) {
+export function render(ctx, { image, width, height, faces, regions, hidden, boxes, scale, cssPixel }) {
   ctx.setTransform(1, 0, 0, 1, 0, 0);
   ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
   ctx.setTransform(scale, 0, 0, scale, 0, 0);
@@ -115,8 +127,9 @@ export function render(ctx, { image, width, height, faces, hidden, boxes, scale,
   const unit = cssPixel / scale; // one CSS pixel, in image pixels
   let drawn = 0;
   faces.forEach((face, index) => {
-    if (boxes) drawBox(ctx, face, index, unit);
-    for (const region of DRAW_ORDER) {
+    const box = boxes ? boxOf(face, regions) : null;
+    if (box) drawBox(ctx, box, index, unit);
+    for (const region of regions) {
       if (!hidden.has(region.name)) drawn += drawRegion(ctx, face, region, unit);
     }
   });
@@ -128,11 +141,11 @@ export function render(ctx, { image, width, height, faces, hidden, boxes, scale,
  * The visible landmark nearest to (x, y) in image pixels, within maxDistance image pixels.
  * @returns {{face:number, region:string, index:number, X:number, Y:number}|null}
  */
-export function nearestPoint(faces, hidden, x, y, maxDistance) {
+export function nearestPoint(faces, regions, hidden, x, y, maxDistance) {
   let best = null;
   let bestDistance = maxDistance * maxDistance;
   faces.forEach((face, faceIndex) => {
-    for (const region of REGIONS) {
+    for (const region of regions) {
       if (hidden.has(region.name)) continue;
       (face[region.name] || []).forEach((p, index) => {
         const d = (p.X - x) ** 2 + (p.Y - y) ** 2;

@@ -1,10 +1,9 @@
 // Static parts of the page: region legend, Analyze/Layout tabs, the layout table, clipboard.
 
-import { REGIONS } from "./regions.js";
-
-/** One toggle button per region (aria-pressed = shown); onToggle(name) on press. */
-export function buildLegend(container, onToggle) {
-  for (const region of REGIONS) {
+/** One toggle button per region of the action (aria-pressed = shown); onToggle(name) on press. */
+export function buildLegend(container, regions, onToggle) {
+  container.replaceChildren();
+  for (const region of regions) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "legend-item";
@@ -47,12 +46,14 @@ export function setupTabs(onSelect) {
   });
 }
 
-/** Fill the Layout panel table from REGIONS (counts, flat index ranges, order). */
-export function buildLayoutTable() {
-  const body = document.querySelector("#layout-table tbody");
-  const shapes = { closed: "closed contour", open: "open polyline", pupil: "centre + closed circle" };
+/** Fill a Layout panel table from an action's regions (counts, flat index ranges, order). */
+export function buildLayoutTable(tableId, regions, totalId) {
+  const body = document.querySelector(`#${tableId} tbody`);
+  const shapes = {
+    closed: "closed contour", open: "open polyline", pupil: "centre + closed circle", point: "one point",
+  };
   let offset = 0;
-  for (const region of REGIONS) {
+  for (const region of regions) {
     const row = document.createElement("tr");
     const cells = [region.name, region.count, `${offset}–${offset + region.count - 1}`,
       shapes[region.shape], region.order];
@@ -71,8 +72,11 @@ export function buildLayoutTable() {
     body.append(row);
     offset += region.count;
   }
-  document.getElementById("layout-total").textContent = String(offset);
-  const img = document.getElementById("layout-img");
+  document.getElementById(totalId).textContent = String(offset);
+}
+
+/** Replace a layout picture that does not load with a note. */
+export function noteMissingPicture(img) {
   const missing = () => {
     const note = document.createElement("p");
     note.className = "muted";

@@ -39,6 +39,7 @@ def start(
     for name in ("DENSEFACE_SECRET_ID", "DENSEFACE_SECRET_KEY", "DENSEFACE_REDIS_URL"):
         if name not in (env or {}):
             environ.pop(name, None)
+    work.mkdir(parents=True, exist_ok=True)
     log_path = work / f"server-{port}.log"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(

@@ -264,7 +264,8 @@ def keys_toml(credentials: Iterable[Credential]) -> str:
         lines += ["", "[[keys]]", f"secret_id = {_toml_string(c.secret_id)}"]
         lines.append(f"secret_key = {_toml_string(c.secret_key)}")
         if c.qps is not None:
-            lines.append(f"qps = {int(c.qps) if c.qps.is_integer() else c.qps!r}")
+            qps = float(c.qps)
+            lines.append(f"qps = {int(qps) if qps.is_integer() else qps!r}")
         lines.append(f"enabled = {'true' if c.enabled else 'false'}")
         if c.quota is not None:
             lines.append(f"quota = {c.quota}")

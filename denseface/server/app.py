@@ -88,9 +88,10 @@ ERROR_CODES = (
 
 
 class Metrics:
-    def __init__(self, pool: Callable[[], ProcessPool | None]) -> None:
+    def __init__(self, pool: Callable[[], ProcessPool | None], gate: Gate) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_WorkerCollector(pool))
+        self.registry.register(_StoreCollector(gate))
         self.requests = Counter(
             "denseface_requests",
             "API requests by action and result code",
@@ -151,6 +152,25 @@ class _WorkerCollector(Collector):
         yield pids
 
 
+class _StoreCollector(Collector):
+    """The time this replica waited for the usage store (admit, settle, record): the metering cost."""
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "denseface_store_seconds",
+            f"Wall time spent waiting for the usage store ({self._gate.store.name})",
+            self._gate.store_seconds,
+        )
+        yield CounterMetricFamily(
+            "denseface_store_calls",
+            "Calls to the usage store (admit, settle, record)",
+            self._gate.store_calls,
+        )
+
+
 class ApiApp:
     """Request handling state: keys, the account gate (state, actions, rate, quota, usage over one
     store), service, worker pool, metrics. ``accounts`` defaults to an in-memory SQLite store."""
@@ -172,7 +192,7 @@ class ApiApp:
         store = accounts if accounts is not None else SqliteStore(":memory:", hold=deadline + 60)
         self.gate = Gate(store, default_qps)
         self.deadline = deadline
-        self.metrics = Metrics(lambda: self.pool)
+        self.metrics = Metrics(lambda: self.pool, self.gate)
         self._in_flight = 0
 
     async def _process(self, request: Request, pool: ProcessPool, request_id: str) -> tuple[ApiCall, bytes]:

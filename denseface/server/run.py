@@ -11,7 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from denseface.engine import models
-from denseface.rpc.accounts import open_store
+from denseface.rpc.accounts import AccountStore, open_store
 from denseface.rpc.credentials import (
     LOCAL_CREDENTIALS_FILE,
     Credential,
@@ -39,7 +39,10 @@ def load_credentials(settings: Settings) -> tuple[KeysFile, Credential | None]:
     return KeysFile(settings.config_dir / LOCAL_CREDENTIALS_FILE), local
 
 
-def build_app(settings: Settings) -> tuple[Starlette, KeysFile | CredentialStore, Credential | None]:
+def build_app(
+    settings: Settings, accounts: AccountStore | None = None
+) -> tuple[Starlette, KeysFile | CredentialStore, Credential | None]:
+    """The app for ``settings``; ``accounts``: a store instead of the one the settings name."""
     models.locate(settings.model_dir)  # fail fast, with the command to run, before binding the port
     store, local = load_credentials(settings)
     fetcher = UrlFetcher(
@@ -61,7 +64,7 @@ def build_app(settings: Settings) -> tuple[Starlette, KeysFile | CredentialStore
         ),
         default_qps=settings.default_qps,
         deadline=settings.deadline,
-        accounts=open_store(settings.redis_url, settings.config_dir, hold=settings.deadline + 60),
+        accounts=accounts or open_store(settings.redis_url, settings.config_dir, hold=settings.deadline + 60),
     )
     return create_app(state), store, local
 

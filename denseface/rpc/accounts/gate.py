@@ -73,6 +73,13 @@ class Gate:
     def __init__(self, store: AccountStore, default_qps: float | None) -> None:
         self.store = store
         self.default_qps = default_qps
+        #: wall time spent waiting for the store, and its calls (admit, settle, record): the metering cost
+        self.store_seconds = 0.0
+        self.store_calls = 0
+
+    def _timed(self, started: float) -> None:
+        self.store_seconds += time.perf_counter() - started
+        self.store_calls += 1
 
     async def admit(self, credential: Credential, action: str, request_id: str) -> Ticket:
         day = utc_day(time.time())
@@ -84,11 +91,14 @@ class Gate:
             raise ApiError(refusal, detail=action if refusal == NOT_READY else None)
         qps = credential.qps if credential.qps is not None else self.default_qps
         admission = Admission(credential.secret_id, request_id, action, qps, credential.quota)
+        started = time.perf_counter()
         try:
             outcome = await self.store.admit(admission, day=day)
         except StoreUnavailable as exc:
             log.error("request %s: usage store unavailable: %s", request_id, exc)
             raise ApiError(UNKNOWN_STATUS) from exc
+        finally:
+            self._timed(started)
         if outcome == MALFORMED:
             log.error("request %s: malformed store records for %s", request_id, credential.secret_id)
         if outcome != ADMITTED:
@@ -98,6 +108,7 @@ class Gate:
     async def settle(self, ticket: Ticket, code: str) -> None:
         """Count the call's outcome and release its hold. A successful call that cannot be counted
         (store unavailable or malformed) raises the code to answer instead: it was not counted."""
+        started = time.perf_counter()
         try:
             await self.store.settle(ticket.secret_id, ticket.request_id, ticket.action, code, day=ticket.day)
         except (StoreUnavailable, StoreMalformed) as exc:
@@ -105,12 +116,17 @@ class Gate:
             if code == ADMITTED:
                 unavailable = isinstance(exc, StoreUnavailable)
                 raise ApiError(UNKNOWN_STATUS if unavailable else MALFORMED) from exc
+        finally:
+            self._timed(started)
 
     async def _record(self, secret_id: str, action: str, code: str, day: str) -> None:
+        started = time.perf_counter()
         try:
             await self.store.record(secret_id, action, code, day=day)
         except (StoreUnavailable, StoreMalformed) as exc:
             log.warning("usage of %s (%s) not counted: %s", secret_id, code, exc)
+        finally:
+            self._timed(started)
 
 
 __all__ = ["GATE_ERROR_CODES", "Gate", "Ticket"]

@@ -377,6 +377,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--json", type=Path, default=None, help="also write the results as JSON here")
     add("--metering", action="store_true", help="the usage store's cost: one server per --stores")
     add("--stores", default="off,sqlite,redis", help="with --metering (default off,sqlite,redis)")
+    add("--rounds", type=int, default=5, help="with --metering: interleaved rounds (default 5)")
     args = parser.parse_args(argv)
     levels = [part.strip() for part in args.levels.split(",") if part.strip()]
     if not levels or not all(part.isdigit() and int(part) > 0 for part in levels):

@@ -1,14 +1,15 @@
 """The usage store's cost per request, for ``http_load.py --metering`` (run that; this module is its part).
 
-For each store of ``--stores`` in turn, in one run: a server (``off``: this module's ``--serve``, the
-product with a store that admits every call and counts nothing; ``sqlite``: ``denseface serve`` as
-shipped; ``redis``: ``denseface serve`` with ``DENSEFACE_REDIS_URL`` on a ``redis-server`` started here,
-no persistence), a warm-up, then each level of ``--levels`` for ``--duration`` s with two requests:
-``photo`` (the 512² portrait: the real work) and ``empty`` (no image: admitted, then
-``InvalidParameterValue.ImageEmpty`` without inference, so the metering is a large part of it). Per row:
-req/s, p50/p99, the server main process's CPU ms per request, redis-server's CPU ms per request, and the
-wall time the server waited for the store per request (``denseface_store_seconds_total`` in /metrics);
-then each store's differences against ``off`` at the same level and request.
+A server per store of ``--stores``, all up at once: ``off`` (this module's ``--serve``: the product with
+a store that admits every call and counts nothing), ``sqlite`` (``denseface serve`` as shipped) and
+``redis`` (``denseface serve`` with ``DENSEFACE_REDIS_URL`` on a ``redis-server`` started here, no
+persistence). ``--rounds`` rounds, each running every level of ``--levels`` for ``--duration / rounds`` s
+on each server in turn (the order rotating), so a changing load on the shared machine meets every store
+alike. Two requests: ``photo`` (the 512² portrait: the real work) and ``empty`` (no image: admitted,
+then ``InvalidParameterValue.ImageEmpty`` without inference, so the metering is a large part of it). Per
+row: req/s, p50/p99, the server main process's CPU ms per request, redis-server's CPU ms per request,
+and the wall time the server waited for the store per request (``denseface_store_seconds_total`` in
+/metrics); then the differences against ``off`` at the same level and request.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import argparse
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -98,44 +100,91 @@ def store_seconds(port: int) -> float:
     return 0.0
 
 
-def measure(args: argparse.Namespace, image_b64: str, store: str, work: Path) -> list[dict[str, Any]]:
-    redis = None
-    url = None
-    if store == "redis":
-        redis, url = start_redis(work)
+@dataclass
+class Server:
+    store: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    redis: subprocess.Popen[bytes] | None = None
+
+
+def start(args: argparse.Namespace, store: str, work: Path) -> Server:
+    work.mkdir()
+    redis, url = start_redis(work) if store == "redis" else (None, None)
     proc, port, log_path, _ = http_load.start_server(work, args.workers, args.detector, store, url)
-    rows: list[dict[str, Any]] = []
+    return Server(store, proc, port, log_path, redis)
+
+
+def stop(server: Server) -> None:
+    http_load.stop_server(server.proc)
+    if server.proc.returncode not in (0, -15):
+        print(server.log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
+    if server.redis is not None:
+        server.redis.terminate()
+        server.redis.wait(timeout=10)
+
+
+def one_load(client: Any, server: Server, spec: http_load.LoadSpec) -> dict[str, Any]:
+    """One load on ``server``: its result plus main/redis CPU seconds and store seconds it cost."""
+    main0, store0 = cpu_s(server.proc.pid), store_seconds(server.port)
+    redis0 = cpu_s(server.redis.pid) if server.redis else 0.0
+    started = time.perf_counter()
+    result = asdict(client.submit(http_load.run_load, spec).result(timeout=3600))
+    result["elapsed_s"] = time.perf_counter() - started
+    result["main_cpu_s"] = cpu_s(server.proc.pid) - main0
+    result["redis_cpu_s"] = cpu_s(server.redis.pid) - redis0 if server.redis else 0.0
+    result["store_s"] = store_seconds(server.port) - store0
+    return result
+
+
+def combine(store: str, request: str, level: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds of one (store, request, level): totals per request; the median of the rounds' p50/p99."""
+    n = max(1, sum(r["requests"] for r in runs))
+    return {
+        "store": store,
+        "request": request,
+        "concurrency": level,
+        "rounds": len(runs),
+        "requests": sum(r["requests"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "error_codes": [r["error_codes"] for r in runs if r["error_codes"]],
+        "req_per_s": round(n / max(1e-9, sum(r["elapsed_s"] for r in runs)), 2),
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "store_ms_per_req": round(sum(r["store_s"] for r in runs) * 1000 / n, 3),
+        "main_cpu_ms_per_req": round(sum(r["main_cpu_s"] for r in runs) * 1000 / n, 3),
+        "redis_cpu_ms_per_req": round(sum(r["redis_cpu_s"] for r in runs) * 1000 / n, 3),
+        "loadavg_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def measure(args: argparse.Namespace, image_b64: str, stores: list[str], work: Path) -> list[dict[str, Any]]:
+    """All the stores' servers up at once; each round runs every (level, request) on each server in turn
+    (the order rotating), so a load that changes on the shared machine meets every store alike."""
+    servers = [start(args, store, work / store) for store in stores]
+    runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as client:
-            warm = http_load.LoadSpec(port, proc.pid, 2, image_b64, requests=max(4, args.warmup))
-            client.submit(http_load.run_load, warm).result(timeout=600)
-            for level in args.levels:
-                for request, b64, expect in (("photo", image_b64, "OK"), ("empty", "", EMPTY_CODE)):
-                    spec = http_load.LoadSpec(port, proc.pid, level, b64, expect=expect)
-                    spec.duration, spec.requests = (
-                        (None, args.requests) if args.requests else (args.duration, None)
-                    )
-                    main0, store0 = cpu_s(proc.pid), store_seconds(port)
-                    redis0 = cpu_s(redis.pid) if redis else 0.0
-                    result = client.submit(http_load.run_load, spec).result(timeout=3600)
-                    n = max(1, result.requests)
-                    row = {"store": store, "request": request, **asdict(result)}
-                    row["main_cpu_ms_per_req"] = round((cpu_s(proc.pid) - main0) * 1000 / n, 3)
-                    row["redis_cpu_ms_per_req"] = round(
-                        (cpu_s(redis.pid) - redis0) * 1000 / n if redis else 0.0, 3
-                    )
-                    row["store_ms_per_req"] = round((store_seconds(port) - store0) * 1000 / n, 3)
-                    row["loadavg_after"] = round(os.getloadavg()[0], 2)
-                    print(f"{store} {request} c={level}: {row}", file=sys.stderr)
-                    rows.append(row)
+            for server in servers:
+                warm = http_load.LoadSpec(server.port, server.proc.pid, 2, image_b64, requests=args.warmup)
+                client.submit(http_load.run_load, warm).result(timeout=600)
+            for round_ in range(args.rounds):
+                for level in args.levels:
+                    for request, b64, expect in (("photo", image_b64, "OK"), ("empty", "", EMPTY_CODE)):
+                        for server in servers[round_ % len(servers) :] + servers[: round_ % len(servers)]:
+                            spec = http_load.LoadSpec(server.port, server.proc.pid, level, b64, expect=expect)
+                            if args.requests:
+                                spec.requests = args.requests
+                            else:
+                                spec.duration = args.duration / args.rounds
+                            run = one_load(client, server, spec)
+                            runs.setdefault((server.store, request, level), []).append(run)
+                print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
     finally:
-        http_load.stop_server(proc)
-        if proc.returncode not in (0, -15):
-            print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
-        if redis is not None:
-            redis.terminate()
-            redis.wait(timeout=10)
-    return rows
+        for server in servers:
+            stop(server)
+    return [combine(store, request, level, found) for (store, request, level), found in runs.items()]
 
 
 def markdown(rows: list[dict[str, Any]], cpus: int | None) -> str:
@@ -156,6 +205,8 @@ def markdown(rows: list[dict[str, Any]], cpus: int | None) -> str:
         costs = [f"{r[k]:.3f}" for k in ("store_ms_per_req", "main_cpu_ms_per_req", "redis_cpu_ms_per_req")]
         cells = [r["store"], r["request"], r["concurrency"], r["requests"], r["errors"], *stats, *costs]
         lines.append(row(*cells, dp50, dcpu, f"{r['loadavg_after']:.2f}"))
+    rounds = rows[0]["rounds"] if rows else 0
+    lines.append(f"\n{rounds} interleaved rounds; p50/p99: medians of the rounds'; load: 1-minute average")
     return "\n".join(lines)
 
 
@@ -165,10 +216,10 @@ def main(args: argparse.Namespace, image_b64: str) -> int:
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     if not stores or set(stores) - {"off", "sqlite", "redis"}:
         raise SystemExit("--stores: a comma-separated list of off, sqlite, redis")
-    rows: list[dict[str, Any]] = []
-    for store in stores:
-        with tempfile.TemporaryDirectory(prefix=f"denseface-metering-{store}-") as tmp:
-            rows += measure(args, image_b64, store, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="denseface-metering-") as tmp:
+        rows = measure(args, image_b64, stores, Path(tmp))
+    order = {store: i for i, store in enumerate(stores)}
+    rows.sort(key=lambda r: (r["concurrency"], r["request"] != "photo", order[r["store"]]))
     print(markdown(rows, os.cpu_count()))
     if args.json is not None:
         args.json.write_text(json.dumps({"metering": rows}, indent=2) + "\n")

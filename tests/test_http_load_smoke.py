@@ -55,7 +55,7 @@ def test_handoff_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
 def test_metering_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "metering.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "http_load.py"), "--metering", "--requests", "6"]
-    args = ["--levels", "2", "--warmup", "2", "--workers", "1", "--json", str(out)]
+    args = ["--levels", "2", "--rounds", "1", "--warmup", "2", "--workers", "1", "--json", str(out)]
     stores = "off,sqlite,redis" if shutil.which("redis-server") else "off,sqlite"
     done = subprocess.run(
         [*command, *args, "--stores", stores],
@@ -69,9 +69,9 @@ def test_metering_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
     assert "| store | request | c |" in done.stdout
     rows = json.loads(out.read_text())["metering"]
     assert [(r["store"], r["request"]) for r in rows] == [
-        (store, request) for store in stores.split(",") for request in ("photo", "empty")
+        (store, request) for request in ("photo", "empty") for store in stores.split(",")
     ]
     for row in rows:
-        assert row["requests"] == 6
+        assert (row["requests"], row["rounds"]) == (6, 1)
         assert row["errors"] == 0, row["error_codes"]
         assert row["store_ms_per_req"] > 0, row  # measured by the server itself (/metrics)

@@ -64,10 +64,11 @@ async def _used(ids: list[str]) -> dict[str, int]:
         await store.close()
 
 
-def _actions(text: str | None) -> frozenset[str] | None:
-    if text is None:
+def _actions(names: list[str] | None) -> frozenset[str] | None:
+    """``--actions A B`` or ``--actions A,B``; ``None``: every action."""
+    if names is None:
         return None
-    return frozenset(part.strip() for part in text.split(",") if part.strip())
+    return frozenset(part.strip() for name in names for part in name.split(",") if part.strip())
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -93,7 +94,7 @@ def cmd_set(args: argparse.Namespace) -> int:
     if args.qps is not None:
         changes["qps"] = None if args.qps <= 0 else args.qps
     if args.actions is not None:
-        changes["actions"] = None if args.actions == "all" else _actions(args.actions)
+        changes["actions"] = None if args.actions == ["all"] else _actions(args.actions)
     if not changes:
         log.error("nothing to change: give --state, --quota, --qps or --actions")
         return EXIT_ERROR
@@ -199,7 +200,7 @@ def add_parser(sub: Any) -> None:
     p = commands.add_parser("add", help="create a key (random SecretId/SecretKey, printed once)")
     p.add_argument("--qps", type=_rate, help="its rate limit (default: the server's DENSEFACE_QPS)")
     p.add_argument("--quota", type=_count, help="successful calls it may make in all (default: no limit)")
-    p.add_argument("--actions", help="comma-separated actions it may call (default: all)")
+    p.add_argument("--actions", nargs="+", metavar="ACTION", help="the actions it may call (default: all)")
     p.set_defaults(func=_guarded(cmd_add))
 
     p = commands.add_parser("list", help="the keys, their state, limits and used counts")
@@ -211,7 +212,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--state", choices=STATES)
     p.add_argument("--quota", type=int, help="successful calls in all; -1: no limit")
     p.add_argument("--qps", type=float, help="its rate limit; 0: the server's default")
-    p.add_argument("--actions", help="comma-separated actions it may call; 'all': every action")
+    p.add_argument("--actions", nargs="+", metavar="ACTION", help="the actions it may call; all: every one")
     p.set_defaults(func=_guarded(cmd_set))
 
     p = commands.add_parser("usage", help="calls per key, UTC day, action and outcome")

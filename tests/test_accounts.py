@@ -230,3 +230,33 @@ def test_keys_file_is_rewritten_atomically_0600_and_reloaded(tmp_path: Path) -> 
     path.write_text("[[keys]]\nsecret_id = 1\n")  # a broken edit: the previous keys stay in force
     clock.now += 1.0
     assert keys.get("AKIDb") is not None
+
+
+def test_keys_add_prints_the_secret_once_and_never_logs_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from denseface.cli import main
+
+    monkeypatch.setenv("DENSEFACE_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("DENSEFACE_REDIS_URL", raising=False)
+    path = tmp_path / "keys.toml"
+    keys = ["keys", "--credentials", str(path)]
+    caplog.set_level("DEBUG")
+    assert main([*keys, "add", "--quota", "5", "--actions", "AnalyzeDenseLandmarks"]) == 0
+    out = capsys.readouterr().out
+    secret_id, secret_key = (line.split()[1] for line in out.splitlines())
+    (key,) = CredentialStore.from_toml(path)
+    assert (key.secret_id, key.secret_key, key.quota) == (secret_id, secret_key, 5)
+    assert key.actions == frozenset({"AnalyzeDenseLandmarks"})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert secret_id in caplog.text
+    assert secret_key not in caplog.text
+    assert main([*keys, "set", secret_id, "--quota", "-1", "--actions", "all"]) == 0
+    (key,) = CredentialStore.from_toml(path)
+    assert (key.quota, key.actions) == (None, None)
+    assert main([*keys, "set", "AKIDnobody", "--state", "stopped"]) == 1
+    assert main([*keys, "list"]) == 0
+    assert secret_key not in capsys.readouterr().out  # listed without the secret

@@ -59,32 +59,29 @@ log = logging.getLogger(__name__)
 STATIC_DIR = resources.files("denseface.server").joinpath("static")
 MAX_IN_FLIGHT_PER_WORKER = 32  # API requests admitted at once (bounds memory: each holds ≤ 10 MB of body)
 #: Every ``Error.Code`` this server can answer (the README's error table lists each, with its trigger).
-ERROR_CODES = (
-    PROTOCOL_ERROR_CODES
-    | GATE_ERROR_CODES
-    | {
-        # the action's parameters (denseface.rpc.actions)
-        "UnknownParameter",
-        "InvalidParameter.InvalidParameter",
-        "InvalidParameterValue",
-        "InvalidParameterValue.FaceModelVersionIllegal",
-        "InvalidParameterValue.ImageEmpty",
-        # the image (denseface.rpc.image_input, denseface.rpc.fetch) and the result (denseface.rpc.service)
-        "InvalidParameterValue.UrlIllegal",
-        "FailedOperation.ImageDownloadError",
-        "FailedOperation.ImageSizeExceed",
-        "FailedOperation.ImageDecodeFailed",
-        "FailedOperation.ImageResolutionExceed",
-        "FailedOperation.ImageResolutionTooSmall",
-        "InvalidParameterValue.NoFaceInPhoto",
-        "FailedOperation.FaceSizeTooSmall",
-        SERVER_ERROR,
-        # this module: the deadline, a bug, a caller that hung up mid-body (the answer reaches nobody)
-        "FailedOperation.RequestTimeout",
-        "InternalError",
-        "InvalidRequest",
-    }
-)
+ERROR_CODES = PROTOCOL_ERROR_CODES | {
+    # the action's parameters (denseface.rpc.actions)
+    "UnknownParameter",
+    "InvalidParameter.InvalidParameter",
+    "InvalidParameterValue",
+    "InvalidParameterValue.FaceModelVersionIllegal",
+    "InvalidParameterValue.ImageEmpty",
+    # the image (denseface.rpc.image_input, denseface.rpc.fetch) and the result (denseface.rpc.service)
+    "InvalidParameterValue.UrlIllegal",
+    "FailedOperation.ImageDownloadError",
+    "FailedOperation.ImageSizeExceed",
+    "FailedOperation.ImageDecodeFailed",
+    "FailedOperation.ImageResolutionExceed",
+    "FailedOperation.ImageResolutionTooSmall",
+    "InvalidParameterValue.NoFaceInPhoto",
+    "FailedOperation.FaceSizeTooSmall",
+    SERVER_ERROR,
+    # this module: the deadline, a bug, a caller that hung up mid-body (the answer reaches nobody)
+    "FailedOperation.RequestTimeout",
+    "InternalError",
+    "InvalidRequest",
+}
+ERROR_CODES |= GATE_ERROR_CODES  # the account checks (denseface.rpc.accounts.gate)
 
 
 class Metrics:

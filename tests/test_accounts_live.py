@@ -94,6 +94,10 @@ def test_quota_states_actions_and_usage_surviving_a_restart(
         ]:
             keys_command(tmp_path, "set", STATE_ID, "--state", value)
             assert until_code(lambda: serving.code_of(state), code, 6) < 5.5  # no restart
+            if value == "stopped":  # authentication and the request's own checks come first
+                wrong = serving.client(server, STATE_ID, KEY + "x")
+                assert serving.code_of(wrong) == "AuthFailure.SignatureFailure"
+                assert serving.code_of(state, Mode=2) == code  # the gate precedes the parameters
         assert oct(keys.stat().st_mode & 0o777) == "0o600"
 
         text = serving.metrics(server)

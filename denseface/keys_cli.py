@@ -182,7 +182,7 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
         try:
             return command(args)
-        except (CredentialConfigError, StoreUnavailable, StoreMalformed, OSError) as exc:
+        except (CredentialConfigError, StoreUnavailable, StoreMalformed, OSError, ValueError) as exc:
             log.error("%s", exc)
             return EXIT_ERROR
 

@@ -58,7 +58,6 @@ def test_bucket_holds_marker_and_malformed_records(redis_server: RedisServer) ->
 
     async def scenario() -> None:
         store = RedisStore(redis_server.url, hold=0.3)
-        assert await store.admit(admission("r0"), day=DAY) == "ResourceUnavailable.NotExist"  # not set up
         await store.start()
         codes = [await store.admit(admission(f"q{i}", qps=4), day=DAY) for i in range(6)]
         assert codes == ["OK"] * 4 + ["RequestLimitExceeded"] * 2  # capacity 4, refilled 4/s
@@ -101,6 +100,23 @@ def test_redis_down_or_hung_is_bounded_and_recovers(redis_server: RedisServer) -
             assert await store.settle("AKIDa", "r1", ACTION, "OK", day=DAY)
             assert await store.settle("AKIDa", "r0", ACTION, "OK", day=DAY) is (fault == redis_server.pause)
         assert await store.used(["AKIDa"]) == {"AKIDa": 3}
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_server_started_while_redis_was_down_sets_the_store_up_when_it_answers(
+    redis_server: RedisServer,
+) -> None:
+    async def scenario() -> None:
+        redis_server.stop()
+        store = RedisStore(redis_server.url)
+        with pytest.raises(StoreUnavailable):
+            await store.start()
+        with pytest.raises(StoreUnavailable):
+            await store.admit(admission("r0"), day=DAY)
+        redis_server.start()
+        assert await store.admit(admission("r0"), day=DAY) == "OK"
         await store.close()
 
     asyncio.run(scenario())

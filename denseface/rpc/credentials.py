@@ -363,7 +363,8 @@ class KeysFile:
 
 
 class RateLimiter:
-    """Token bucket per SecretId: ``qps`` tokens a second, bursts up to ``max(1, qps)`` requests.
+    """Token bucket per SecretId in this process: ``qps`` tokens a second, bursts up to ``max(1, qps)``
+    requests. The server uses the buckets of :mod:`denseface.rpc.accounts` instead (shared by replicas).
 
     Thread-safe (one lock, no awaits inside), so it also serves asyncio code. ``clock`` is a monotonic
     clock in seconds; tests inject their own.

@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 
 from denseface import __version__
 from denseface.errors import DensefaceError
-from denseface.rpc.accounts import GATE_ERROR_CODES, AccountStore, Gate, Ticket
+from denseface.rpc.accounts import GATE_ERROR_CODES, AccountStore, Gate, StoreUnavailable, Ticket
 from denseface.rpc.accounts.sqlite import SqliteStore
 from denseface.rpc.catalog import IMPLEMENTED_ACTIONS
 from denseface.rpc.envelope import success_envelope_json
@@ -344,7 +344,10 @@ def create_app(state: ApiApp) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await state.gate.store.start()
+        try:
+            await state.gate.store.start()
+        except StoreUnavailable as exc:  # calls answer UnknownStatus until it answers
+            log.error("usage store unavailable at start: %s", exc)
         pool = state.pool_factory()
         await pool.start()  # every worker has loaded its models
         state.pool = pool

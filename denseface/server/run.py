@@ -11,7 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from denseface.engine import models
-from denseface.rpc.accounts import AccountStore, open_store
+from denseface.rpc.accounts import AccountStore, StoreUnavailable, open_store
 from denseface.rpc.credentials import (
     LOCAL_CREDENTIALS_FILE,
     Credential,
@@ -98,7 +98,11 @@ def serve(
         credentials=Path(credentials) if credentials else None,
         model_dir=Path(model_dir) if model_dir else None,
     )
-    app, store, local = build_app(settings)
+    try:
+        app, store, local = build_app(settings)
+    except StoreUnavailable as exc:  # e.g. the config dir is not writable: one clear line, no traceback
+        log.error("%s", exc)
+        return 1
     ids = ", ".join(c.secret_id for c in store)
     log.info("accepting keys: %s", ids)
     log.info("usage store: %s", "Redis (DENSEFACE_REDIS_URL)" if settings.redis_url else "SQLite")

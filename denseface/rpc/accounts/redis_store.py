@@ -115,6 +115,7 @@ class RedisStore:
         )
         self._admit = self._client.register_script(_ADMIT)
         self._settle = self._client.register_script(_SETTLE)
+        self._started = False
 
     def __repr__(self) -> str:
         return f"RedisStore({_redacted(self.url)!r})"
@@ -128,10 +129,14 @@ class RedisStore:
             raise StoreUnavailable(f"Redis {what} at {_redacted(self.url)}: {exc!r}") from exc
 
     async def start(self) -> None:
-        """Write the store's marker if missing (the servers do, at start)."""
+        """Write the store's marker if missing (the servers do, at start; a server that could not reach
+        Redis then does it at its first call that reaches it)."""
         await self._run("SET", self._client.set(MARKER, "1", nx=True))
+        self._started = True
 
     async def admit(self, admission: Admission, *, day: str) -> str:
+        if not self._started:
+            await self.start()
         a = admission
         sid = a.secret_id
         keys = [MARKER, f"{PREFIX}used:{sid}", f"{PREFIX}holds:{sid}", f"{PREFIX}bucket:{sid}"]

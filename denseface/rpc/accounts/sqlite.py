@@ -70,6 +70,12 @@ class SqliteStore:
         self._hold = hold
         self._clock = clock
         self._lock = threading.Lock()
+        try:
+            self._db = self._connect(create, busy_timeout)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+
+    def _connect(self, create: bool, busy_timeout: float) -> sqlite3.Connection:
         target, uri = self.path, False
         if self.path != ":memory:":
             if create:  # private, like the keys file (SQLite gives its -wal and -shm files the same mode)
@@ -79,18 +85,16 @@ class SqliteStore:
                 target, uri = Path(self.path).resolve().as_uri() + "?mode=ro", True
             else:  # nothing recorded yet: read an empty store, create no file
                 target = ":memory:"
-        try:
-            self._db = sqlite3.connect(
-                target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
-            )
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            if create:
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
-                self._db.executescript(_SCHEMA)
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+        db = sqlite3.connect(
+            target, timeout=busy_timeout, isolation_level=None, check_same_thread=False, uri=uri
+        )
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if create:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        return db
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 NODE_DIR := tests/node
 
-.PHONY: run test setup models browser node-sdk lint typecheck pytest bench clean
+.PHONY: run test setup models browser redis node-sdk lint typecheck pytest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  ( $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null ) \
 	    || echo "WARNING: could not install chromium; the browser tests will be skipped"; }
+
+# Debian's redis-server for the shared-store tests (tests/redis_server.py starts one per test session on a
+# free port in a temporary directory). If it cannot be installed those tests are reported as skipped.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing Debian redis-server for the shared-store tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  ( $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null ) \
+	    || echo "WARNING: could not install redis-server; the shared-store tests will be skipped"; }
 
 # The official Node.js SDK for tests/test_node_sdk.py, pinned with every dependency in
 # tests/node/package-lock.json (installed into the git-ignored tests/node/node_modules). Without npm
@@ -56,7 +65,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-pytest: setup browser node-sdk
+pytest: setup browser redis node-sdk
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest
@@ -68,6 +77,7 @@ bench: setup
 	$(PY) benchmarks/recall.py
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/http_load.py
+	$(PY) benchmarks/http_load.py --metering
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

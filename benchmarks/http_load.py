@@ -1,6 +1,7 @@
 """HTTP load on a real ``denseface serve`` beside the library alone, so the HTTP overhead shows as a ratio.
 
     python benchmarks/http_load.py [--duration 15] [--levels 1,8,16,32] [--soak 10000] [--json OUT]
+    python benchmarks/http_load.py --metering [--stores off,sqlite,redis] [--levels 8] [--duration 15]
 
 Starts ``denseface serve`` on a free 127.0.0.1 port (temporary credentials: one key, QPS high enough to
 keep the limiter out of the way), waits for ``/healthz`` and drives it from a separate process (an
@@ -12,6 +13,12 @@ their PSS; both are read before/after each level, and ``--soak N`` samples them 
 c=16. The hand-off to the workers (time of a job outside the worker's own work: sockets, wake-ups) is
 read from ``/metrics``. The library rows time ``Analyzer.analyze`` on the same JPEG bytes (decode
 included) here, on 1 and 2 threads (an Analyzer each).
+
+``--metering`` measures the cost of the usage store instead (see ``benchmarks/metering.py``): the same
+load on a server per store — ``off`` (no store: every call admitted, nothing counted), ``sqlite``
+(the default) and ``redis`` (a ``redis-server`` started here) — one after the other in the same run,
+with the photo and with a request that passes the account checks and fails at once (no image, so no
+inference: the metering is most of its cost); differences against ``off``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from procstats import cpu_s, rss_mb, total_pss_mb, total_rss_mb, worker_cpu_s
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PORTRAIT = SHARED / "landmarks" / "images" / "eos_lfpw__image_0001.png"
 SECRET_ID = "AKIDdensefaceBENCH000000000000000000"
@@ -56,6 +65,7 @@ class LoadSpec:
     duration: float | None = None  # seconds, or
     requests: int | None = None  # a fixed number of requests
     sample_every: int = 0  # > 0: sample the server's total RSS every this many completed requests
+    expect: str = "OK"  # the code a good answer has ("InvalidParameterValue.ImageEmpty" for payload {})
 
 
 @dataclass
@@ -101,67 +111,6 @@ def pct_ms(seconds: list[float], q: float) -> float:
     return round((seconds[low] + (seconds[high] - seconds[low]) * (pos - low)) * 1000, 1)
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MB (``VmRSS`` in ``/proc/PID/status``); 0 if unavailable."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0.0
-
-
-def pss_mb(pid: int) -> float:
-    """Proportional set size of ``pid`` in MB (``/proc/PID/smaps_rollup``); 0 if unavailable."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0.0
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far (``/proc/PID/stat``); 0 if unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def descendants(pid: int) -> list[int]:
-    """The live processes under ``pid`` (the server's workers and multiprocessing's resource tracker)."""
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                kids = [int(p) for p in (task / "children").read_text().split()]
-            except (OSError, ValueError):
-                continue
-            todo += [k for k in kids if k not in found]
-            found += [k for k in kids if k not in found]
-    return found
-
-
-def total_rss_mb(pid: int) -> float:
-    """``VmRSS`` of ``pid`` and every process under it, added up."""
-    return rss_mb(pid) + sum(rss_mb(child) for child in descendants(pid))
-
-
-def total_pss_mb(pid: int) -> float:
-    return pss_mb(pid) + sum(pss_mb(child) for child in descendants(pid))
-
-
-def worker_cpu_s(pid: int) -> float:
-    """CPU seconds of the live processes under ``pid``."""
-    return sum(cpu_s(child) for child in descendants(pid))
-
-
 def worker_counters(port: int) -> tuple[float, float]:
     """``denseface_worker_handoff_seconds_total`` and ``denseface_worker_jobs_total`` from ``/metrics``."""
     import httpx
@@ -194,7 +143,7 @@ async def _load(spec: LoadSpec) -> LoadResult:
     from denseface.rpc.signing import sign_tc3_request
 
     host = f"127.0.0.1:{spec.port}"
-    payload = json.dumps({"Image": spec.image_b64}).encode()
+    payload = json.dumps({"Image": spec.image_b64} if spec.image_b64 else {}).encode()
     sign = partial(sign_tc3_request, SECRET_ID, SECRET_KEY, host=host, payload=payload)
     sign = partial(sign, action=ACTION, version=VERSION, region=REGION)
     latencies: list[float] = []
@@ -227,7 +176,7 @@ async def _load(spec: LoadSpec) -> LoadResult:
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 code = type(exc).__name__
             latencies.append(time.perf_counter() - t0)
-            if code != "OK":
+            if code != spec.expect:
                 codes[code] = codes.get(code, 0) + 1
             done = len(latencies)
             if spec.sample_every and done % spec.sample_every == 0:
@@ -298,9 +247,10 @@ def run_library(jpeg: bytes, threads: int, duration: float, detector: str) -> Li
 
 # -------------------------------------------------------------------------------------------- server
 def start_server(
-    work: Path, workers: int | None, detector: str
+    work: Path, workers: int | None, detector: str, store: str = "sqlite", redis_url: str | None = None
 ) -> tuple[subprocess.Popen[bytes], int, Path, dict[str, Any]]:
-    """``denseface serve`` on a free loopback port; returns once ``/healthz`` answers 200 (and its body)."""
+    """``denseface serve`` on a free loopback port; returns once ``/healthz`` answers 200 (and its body).
+    ``store``: ``sqlite`` (the default), ``redis`` (at ``redis_url``) or ``off`` (benchmarks/metering.py)."""
     import httpx
 
     creds = work / "credentials.toml"
@@ -308,6 +258,9 @@ def start_server(
     env = {**os.environ, "DENSEFACE_CONFIG_DIR": str(work / "config")}
     for name in ("DENSEFACE_SECRET_ID", "DENSEFACE_SECRET_KEY", "DENSEFACE_CREDENTIALS", "DENSEFACE_HOST"):
         env.pop(name, None)
+    env.pop("DENSEFACE_REDIS_URL", None)
+    if store == "redis" and redis_url:
+        env["DENSEFACE_REDIS_URL"] = redis_url
     if workers is not None:
         env["DENSEFACE_WORKERS"] = str(workers)
     env["DENSEFACE_DETECTOR"] = detector
@@ -316,6 +269,8 @@ def start_server(
         port = int(sock.getsockname()[1])
     log_path = work / "server.log"
     command = [sys.executable, "-m", "denseface", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if store == "off":
+        command = [sys.executable, str(Path(__file__).with_name("metering.py")), "--serve", str(port)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen([*command, "--credentials", str(creds)], env=env, stdout=log, stderr=log)
     deadline = time.monotonic() + 90
@@ -420,6 +375,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--detector", choices=("thorough", "fast"), default="thorough", help="face finding, both sides")
     add("--warmup", type=int, default=20, help="unmeasured requests before the levels (default 20)")
     add("--json", type=Path, default=None, help="also write the results as JSON here")
+    add("--metering", action="store_true", help="the usage store's cost: one server per --stores")
+    add("--stores", default="off,sqlite,redis", help="with --metering (default off,sqlite,redis)")
+    add("--rounds", type=int, default=5, help="with --metering: interleaved rounds (default 5)")
     args = parser.parse_args(argv)
     levels = [part.strip() for part in args.levels.split(",") if part.strip()]
     if not levels or not all(part.isdigit() and int(part) > 0 for part in levels):
@@ -434,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     jpeg = make_jpeg()
     image_b64 = base64.b64encode(jpeg).decode("ascii")
+    if args.metering:
+        import metering
+
+        return metering.main(args, image_b64)
     report: dict[str, Any] = {"jpeg_bytes": len(jpeg), "cpus": os.cpu_count(), "levels": []}
     report["detector"] = args.detector
     if not args.no_library:

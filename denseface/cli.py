@@ -201,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--credentials", help="TOML file of API keys (default: env or a generated local key)")
     p.set_defaults(func=cmd_serve)
+
+    from denseface.keys_cli import add_parser as add_keys_parser
+
+    add_keys_parser(sub)
     return parser
 
 

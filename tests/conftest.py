@@ -31,6 +31,8 @@ hypothesis_settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
 )
 
+pytest_plugins = ["tests.redis_server"]  # the redis_server fixture (a real Debian redis-server)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 LANDMARKS = SHARED / "landmarks"

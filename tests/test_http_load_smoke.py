@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,28 @@ def test_handoff_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "ms" not in line]
     assert len(rows) == 4, done.stdout  # the three jobs (and the alignment row)
+
+
+def test_metering_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "metering.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "http_load.py"), "--metering", "--requests", "6"]
+    args = ["--levels", "2", "--rounds", "1", "--warmup", "2", "--workers", "1", "--json", str(out)]
+    stores = "off,sqlite,redis" if shutil.which("redis-server") else "off,sqlite"
+    done = subprocess.run(
+        [*command, *args, "--stores", stores],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env={**os.environ, "DENSEFACE_MODEL_DIR": str(model_dir)},
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "| store | request | c |" in done.stdout
+    rows = json.loads(out.read_text())["metering"]
+    assert [(r["store"], r["request"]) for r in rows] == [
+        (store, request) for request in ("photo", "empty") for store in stores.split(",")
+    ]
+    for row in rows:
+        assert (row["requests"], row["rounds"]) == (6, 1)
+        assert row["errors"] == 0, row["error_codes"]
+        assert row["store_ms_per_req"] > 0, row  # measured by the server itself (/metrics)

@@ -203,3 +203,10 @@ def test_detector_setting_from_the_environment() -> None:
     assert Settings.from_env({"DENSEFACE_DETECTOR": "fast"}, detector="thorough").detector == "thorough"
     with pytest.raises(ValueError, match="detector"):
         Settings.from_env({"DENSEFACE_DETECTOR": "quick"})
+
+
+def test_redis_url_must_be_a_redis_url() -> None:
+    assert Settings.from_env({"DENSEFACE_REDIS_URL": "redis://127.0.0.1:6379/0"}).redis_url
+    assert Settings.from_env({"DENSEFACE_REDIS_URL": ""}).redis_url is None
+    with pytest.raises(ValueError, match="redis://"):
+        Settings.from_env({"DENSEFACE_REDIS_URL": "http://127.0.0.1:6379"})

@@ -5,18 +5,24 @@ Keys come from a TOML file and/or the environment::
     [[keys]]
     secret_id = "AKID…"
     secret_key = "…"
-    qps = 20          # optional; omitted = the server's default (DENSEFACE_QPS, 20; 0 = unlimited)
-    enabled = true    # optional; default true
+    qps = 20          # optional; omitted = the server's default (DENSEFACE_QPS, 50; 0 = unlimited)
+    enabled = true    # optional; default true (false: AuthFailure.SecretIdNotFound)
+    quota = 1000      # optional; successful calls this key may make in all (omitted: no limit)
+    state = "active"  # optional; "active" | "in-arrears" | "stopped" | "recovered"
+    actions = ["AnalyzeDenseLandmarks"]   # optional; the actions this key may call (omitted: all)
 
     DENSEFACE_SECRET_ID / DENSEFACE_SECRET_KEY   (one more enabled key, at the server's default rate)
 
-On first start :func:`ensure_local_credential` writes a random key to ``<config_dir>/credentials.toml``
-(mode 0600) so a fresh install is usable without choosing a key. Secret keys never appear in ``repr``,
-error messages or logs.
+:class:`KeysFile` re-reads the file when it changes (checked at most once a second), so edits and
+``denseface keys`` commands take effect without a restart; :func:`write_keys_file` rewrites it
+atomically with mode 0600. On first start :func:`ensure_local_credential` writes a random key to
+``<config_dir>/credentials.toml`` (mode 0600) so a fresh install is usable without choosing a key.
+Secret keys never appear in ``repr``, error messages or logs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -45,7 +51,15 @@ ENV_SECRET_KEY = "DENSEFACE_SECRET_KEY"  # noqa: S105
 LOCAL_CREDENTIALS_FILE = "credentials.toml"
 SECRET_ID_PREFIX = "AKID"  # noqa: S105 - a public prefix, not a secret
 _ALNUM = string.ascii_letters + string.digits
-_KEY_FIELDS = frozenset({"secret_id", "secret_key", "qps", "enabled"})
+_KEY_FIELDS = frozenset({"secret_id", "secret_key", "qps", "enabled", "quota", "state", "actions"})
+#: Account states and the code each answers (``active``: none).
+STATES = ("active", "in-arrears", "stopped", "recovered")
+STATE_CODES = {
+    "in-arrears": "ResourceUnavailable.InArrears",
+    "stopped": "ResourceUnavailable.StopUsing",
+    "recovered": "ResourceUnavailable.Recover",
+}
+RELOAD_INTERVAL = 1.0  # seconds between checks of the keys file's mtime
 
 
 class CredentialConfigError(ValueError):
@@ -54,17 +68,23 @@ class CredentialConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Credential:
-    """One API key. ``qps`` is its sustained request rate (``None``: the server's default rate)."""
+    """One API key. ``qps`` is its sustained request rate (``None``: the server's default rate);
+    ``quota`` the successful calls it may make in all (``None``: no limit); ``state`` its account state
+    (:data:`STATES`); ``actions`` the actions it may call (``None``: all)."""
 
     secret_id: str
     secret_key: str = field(repr=False)
     qps: float | None = None
     enabled: bool = True
+    quota: int | None = None
+    state: str = "active"
+    actions: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return (
             f"Credential(secret_id={self.secret_id!r}, secret_key='***', qps={self.qps!r}, "
-            f"enabled={self.enabled!r})"
+            f"enabled={self.enabled!r}, quota={self.quota!r}, state={self.state!r}, "
+            f"actions={None if self.actions is None else sorted(self.actions)!r})"
         )
 
 
@@ -134,15 +154,39 @@ def _credential_from_table(table: object, where: str) -> Credential:
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise CredentialConfigError(f"{where} ({secret_id}): enabled must be true or false")
-    return Credential(secret_id, secret_key, None if qps is None else float(qps), enabled)
+    quota: Any = table.get("quota")
+    if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 0):
+        raise CredentialConfigError(f"{where} ({secret_id}): quota must be an integer ≥ 0")
+    state = table.get("state", "active")
+    if state not in STATES:
+        raise CredentialConfigError(f"{where} ({secret_id}): state must be one of {', '.join(STATES)}")
+    actions: Any = table.get("actions")
+    if actions is not None and (
+        not isinstance(actions, list) or not all(isinstance(a, str) and a for a in actions)
+    ):
+        raise CredentialConfigError(f"{where} ({secret_id}): actions must be a list of action names")
+    return Credential(
+        secret_id,
+        secret_key,
+        None if qps is None else float(qps),
+        enabled,
+        quota,
+        str(state),
+        None if actions is None else frozenset(actions),
+    )
 
 
 def _read_toml(path: Path) -> list[Credential]:
     try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as exc:
-        raise CredentialConfigError(f"cannot read credentials file {path}: {exc.strerror}") from exc
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialConfigError(f"cannot read credentials file {path}: {exc}") from exc
+    return _read_text(text, path)
+
+
+def _read_text(text: str, path: Path) -> list[Credential]:
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CredentialConfigError(f"{path} is not valid TOML: {exc}") from exc
     keys = document.get("keys", [])
@@ -208,8 +252,119 @@ def _existing_local_credential(path: Path) -> Credential:
     raise CredentialConfigError(f"{path} has no enabled key; add one or delete the file to create a new one")
 
 
+def _toml_string(value: str) -> str:
+    # JSON's escapes (\\, \", \uXXXX) are TOML basic-string escapes too
+    return json.dumps(value, ensure_ascii=True)
+
+
+def keys_toml(credentials: Iterable[Credential]) -> str:
+    """The keys file's text for ``credentials`` (fields at their defaults are left out)."""
+    lines = ["# denseface API keys (rewritten by `denseface keys`). Keep this file private (mode 0600)."]
+    for c in credentials:
+        lines += ["", "[[keys]]", f"secret_id = {_toml_string(c.secret_id)}"]
+        lines.append(f"secret_key = {_toml_string(c.secret_key)}")
+        if c.qps is not None:
+            qps = float(c.qps)
+            lines.append(f"qps = {int(qps) if qps.is_integer() else qps!r}")
+        lines.append(f"enabled = {'true' if c.enabled else 'false'}")
+        if c.quota is not None:
+            lines.append(f"quota = {c.quota}")
+        if c.state != "active":
+            lines.append(f"state = {_toml_string(c.state)}")
+        if c.actions is not None:
+            lines.append(f"actions = [{', '.join(_toml_string(a) for a in sorted(c.actions))}]")
+    return "\n".join(lines) + "\n"
+
+
+def write_keys_file(path: Path, credentials: Iterable[Credential]) -> None:
+    """Rewrite the keys file atomically (a new 0600 file beside it, then ``os.replace``)."""
+    text = keys_toml(credentials)
+    CredentialStore(_read_text(text, path))  # never write a file the server would refuse
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+class KeysFile:
+    """The keys of a TOML file (optional) plus the environment key, re-read when the file changes.
+
+    ``get`` stats the file at most once per :data:`RELOAD_INTERVAL` seconds and reloads it when its
+    inode, size or mtime changed; a file that no longer loads is logged and the previous keys stay in
+    force. Implements the protocol's ``CredentialLookup``.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        environ: Mapping[str, str] | None = None,
+        *,
+        interval: float = RELOAD_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self._env = _read_env(os.environ if environ is None else environ)
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._signature = self._stat()
+        self._store = self._load()
+        self._checked = clock()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            info = self.path.stat()
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def _load(self) -> CredentialStore:
+        found = _read_toml(self.path) if self.path is not None else []
+        return CredentialStore([*found, *self._env])
+
+    def refresh(self) -> None:
+        """Reload now if the file changed (``get`` does this at most once per interval)."""
+        with self._lock:
+            self._checked = self._clock()
+            signature = self._stat()
+            if signature == self._signature:
+                return
+            self._signature = signature
+            try:
+                self._store = self._load()
+            except CredentialConfigError as exc:
+                logger.error("keys file not reloaded, the previous keys stay in force: %s", exc)
+                return
+            logger.info("keys file %s reloaded: %d key(s)", self.path, len(self._store))
+
+    def get(self, secret_id: str) -> Credential | None:
+        if self._clock() - self._checked >= self._interval:
+            self.refresh()
+        return self._store.get(secret_id)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __iter__(self) -> Iterator[Credential]:
+        return iter(self._store)
+
+    def __repr__(self) -> str:
+        return f"KeysFile({str(self.path)!r}, {self._store!r})"
+
+
 class RateLimiter:
-    """Token bucket per SecretId: ``qps`` tokens a second, bursts up to ``max(1, qps)`` requests.
+    """Token bucket per SecretId in this process: ``qps`` tokens a second, bursts up to ``max(1, qps)``
+    requests. The server uses the buckets of :mod:`denseface.rpc.accounts` instead (shared by replicas).
 
     Thread-safe (one lock, no awaits inside), so it also serves asyncio code. ``clock`` is a monotonic
     clock in seconds; tests inject their own.
@@ -243,10 +398,15 @@ __all__ = [
     "ENV_SECRET_ID",
     "ENV_SECRET_KEY",
     "LOCAL_CREDENTIALS_FILE",
+    "STATES",
+    "STATE_CODES",
     "Credential",
     "CredentialConfigError",
     "CredentialStore",
+    "KeysFile",
     "RateLimiter",
     "ensure_local_credential",
     "generate_credential",
+    "keys_toml",
+    "write_keys_file",
 ]

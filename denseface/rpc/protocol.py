@@ -27,7 +27,9 @@ checks, so an unauthenticated caller learns nothing about what the server suppor
        v1: SignatureMethod HmacSHA1/HmacSHA256                      InvalidParameterValue
  7     SecretId known and enabled                                   AuthFailure.SecretIdNotFound
  8     signature matches (constant-time)                            AuthFailure.SignatureFailure
- 9     per-key rate (optional limiter)                              RequestLimitExceeded
+ 9     per-key rate (optional limiter; the server passes none       RequestLimitExceeded
+       and applies the rate with the account checks after
+       step 14: :mod:`denseface.rpc.accounts.gate`)
  10    action present and an iai action                             MissingParameter / InvalidAction
  11    version present and 2018-03-01 or 2020-03-03; the action     MissingParameter / NoSuchVersion /
        exists in that version; denseface implements it              InvalidAction /

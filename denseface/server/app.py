@@ -35,8 +35,9 @@ from starlette.staticfiles import StaticFiles
 
 from denseface import __version__
 from denseface.errors import DensefaceError
+from denseface.rpc.accounts import GATE_ERROR_CODES, AccountStore, Gate, StoreUnavailable, Ticket
+from denseface.rpc.accounts.sqlite import SqliteStore
 from denseface.rpc.catalog import IMPLEMENTED_ACTIONS
-from denseface.rpc.credentials import RateLimiter
 from denseface.rpc.envelope import success_envelope_json
 from denseface.rpc.protocol import (
     MAX_TC3_BODY_BYTES,
@@ -80,12 +81,14 @@ ERROR_CODES = PROTOCOL_ERROR_CODES | {
     "InternalError",
     "InvalidRequest",
 }
+ERROR_CODES |= GATE_ERROR_CODES  # the account checks (denseface.rpc.accounts.gate)
 
 
 class Metrics:
-    def __init__(self, pool: Callable[[], ProcessPool | None]) -> None:
+    def __init__(self, pool: Callable[[], ProcessPool | None], gate: Gate) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_WorkerCollector(pool))
+        self.registry.register(_StoreCollector(gate))
         self.requests = Counter(
             "denseface_requests",
             "API requests by action and result code",
@@ -100,6 +103,12 @@ class Metrics:
             registry=self.registry,
         )
         self.in_flight = Gauge("denseface_in_flight", "API requests being handled", registry=self.registry)
+        self.key_calls = Counter(
+            "denseface_key_calls",
+            "Authenticated API calls by SecretId, action and result code (this replica)",
+            ["secret_id", "action", "code"],
+            registry=self.registry,
+        )
 
 
 class _WorkerCollector(Collector):
@@ -140,8 +149,28 @@ class _WorkerCollector(Collector):
         yield pids
 
 
+class _StoreCollector(Collector):
+    """The time this replica waited for the usage store (admit, settle, record): the metering cost."""
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "denseface_store_seconds",
+            f"Wall time spent waiting for the usage store ({self._gate.store.name})",
+            self._gate.store_seconds,
+        )
+        yield CounterMetricFamily(
+            "denseface_store_calls",
+            "Calls to the usage store (admit, settle, record)",
+            self._gate.store_calls,
+        )
+
+
 class ApiApp:
-    """Request handling state: keys, limiter, service, worker pool, metrics."""
+    """Request handling state: keys, the account gate (state, actions, rate, quota, usage over one
+    store), service, worker pool, metrics. ``accounts`` defaults to an in-memory SQLite store."""
 
     def __init__(
         self,
@@ -151,14 +180,16 @@ class ApiApp:
         pool_factory: Callable[[], ProcessPool],
         default_qps: float | None,
         deadline: float,
+        accounts: AccountStore | None = None,
     ) -> None:
         self.credentials = credentials
         self.service = service
         self.pool_factory = pool_factory
         self.pool: ProcessPool | None = None
-        self.limiter = _DefaultQpsLimiter(RateLimiter(), default_qps)
+        store = accounts if accounts is not None else SqliteStore(":memory:", hold=deadline + 60)
+        self.gate = Gate(store, default_qps)
         self.deadline = deadline
-        self.metrics = Metrics(lambda: self.pool)
+        self.metrics = Metrics(lambda: self.pool, self.gate)
         self._in_flight = 0
 
     async def _process(self, request: Request, pool: ProcessPool, request_id: str) -> tuple[ApiCall, bytes]:
@@ -170,12 +201,29 @@ class ApiApp:
             body,
             now=time.time(),
             credentials=self.credentials,
-            limiter=self.limiter,
         )
+        credential = self.credentials.get(call.secret_id)
+        if credential is None:  # the keys file changed since the signature was checked
+            raise ApiError("AuthFailure.SecretIdNotFound", language=call.language)
+        try:
+            ticket = await self.gate.admit(credential, call.action, request_id)
+        except ApiError as error:
+            raise _Answered(error, call) from error
         try:
             run = functools.partial(pool.run, request_id=request_id)
-            return call, await self.service.handle(call, run, from_query=call.from_query)
-        except DensefaceError as error:  # rendered in the call's language by `api`
+            fields = await self.service.handle(call, run, from_query=call.from_query)
+        except BaseException as error:  # settled with its code, so it consumes no quota
+            await self._settle(ticket, call, _outcome(error))
+            if isinstance(error, DensefaceError):  # rendered in the call's language by `api`
+                raise _Answered(error, call) from error
+            raise
+        await self._settle(ticket, call, "OK")
+        return call, fields
+
+    async def _settle(self, ticket: Ticket, call: ApiCall, code: str) -> None:
+        try:
+            await self.gate.settle(ticket, code)
+        except ApiError as error:  # a success that could not be counted is not answered as one
             raise _Answered(error, call) from error
 
     async def api(self, request: Request) -> Response:
@@ -185,6 +233,7 @@ class ApiApp:
         language = normalize_language(headers.get("x-tc-language")) or "zh-CN"
         action = headers.get("x-tc-action") or request.query_params.get("Action") or "-"
         code = "OK"
+        secret_id: str | None = None
         self._in_flight += 1
         self.metrics.in_flight.inc()
         try:
@@ -193,10 +242,11 @@ class ApiApp:
             # one deadline for everything: reading the body, downloading a Url, queueing, inference
             work = self._process(request, self.pool, request_id)
             call, fields = await asyncio.wait_for(work, self.deadline)
-            language, action = call.language, call.action
+            language, action, secret_id = call.language, call.action, call.secret_id
             payload: dict[str, Any] | bytes = success_envelope_json(fields, request_id)
         except _Answered as answered:  # an error after authentication: its call is known
             language, action = answered.call.language, answered.call.action
+            secret_id = answered.call.secret_id
             code = answered.error.code
             if code in (SERVER_ERROR, "InternalError"):  # the operator should see why
                 cause = answered.error.__cause__ or answered.error
@@ -221,6 +271,8 @@ class ApiApp:
         elapsed = time.perf_counter() - started
         action_label = action if action in IMPLEMENTED_ACTIONS else "other"
         self.metrics.requests.labels(action_label, code).inc()
+        if secret_id is not None:
+            self.metrics.key_calls.labels(secret_id, action_label, code).inc()
         self.metrics.latency.labels(action_label).observe(elapsed)
         log.info("%s %s %s %.1f ms", request_id, action_label, code, elapsed * 1000)
         extra = {"X-Request-Id": request_id}
@@ -238,15 +290,13 @@ class _Answered(Exception):
         self.call = call
 
 
-class _DefaultQpsLimiter:
-    """Applies the server's default QPS to keys that set none in the credentials file."""
-
-    def __init__(self, limiter: RateLimiter, default_qps: float | None) -> None:
-        self._limiter = limiter
-        self._default = default_qps
-
-    def acquire(self, secret_id: str, qps: float | None) -> None:
-        self._limiter.acquire(secret_id, qps if qps is not None else self._default)
+def _outcome(error: BaseException) -> str:
+    """The code a call that raised ``error`` is answered with (for its usage row)."""
+    if isinstance(error, DensefaceError):
+        return error.code
+    if isinstance(error, asyncio.CancelledError):  # the deadline passed (asyncio.wait_for)
+        return "FailedOperation.RequestTimeout"
+    return "InternalError"
 
 
 async def _read_body(request: Request) -> bytes:
@@ -294,6 +344,10 @@ def create_app(state: ApiApp) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await state.gate.store.start()
+        except StoreUnavailable as exc:  # calls answer UnknownStatus until it answers
+            log.error("usage store unavailable at start: %s", exc)
         pool = state.pool_factory()
         await pool.start()  # every worker has loaded its models
         state.pool = pool
@@ -303,6 +357,7 @@ def create_app(state: ApiApp) -> Starlette:
         finally:
             state.pool = None
             await pool.close()
+            await state.gate.store.close()
 
     async def not_found(request: Request, exc: Exception) -> Response:
         language = normalize_language(request.headers.get("x-tc-language")) or "zh-CN"

@@ -11,7 +11,14 @@ import uvicorn
 from starlette.applications import Starlette
 
 from denseface.engine import models
-from denseface.rpc.credentials import Credential, CredentialStore, ensure_local_credential
+from denseface.rpc.accounts import AccountStore, StoreUnavailable, open_store
+from denseface.rpc.credentials import (
+    LOCAL_CREDENTIALS_FILE,
+    Credential,
+    CredentialStore,
+    KeysFile,
+    ensure_local_credential,
+)
 from denseface.rpc.fetch import UrlFetcher, parse_networks
 from denseface.rpc.service import ActionService, ServiceOptions
 from denseface.server.app import ApiApp, create_app
@@ -22,16 +29,20 @@ from denseface.server.workers import ProcessPool
 log = logging.getLogger(__name__)
 
 
-def load_credentials(settings: Settings) -> tuple[CredentialStore, Credential | None]:
-    """The key store, and the generated local key when neither a file nor the environment gives one."""
-    store = CredentialStore.load(settings.credentials)
+def load_credentials(settings: Settings) -> tuple[KeysFile, Credential | None]:
+    """The keys (re-read when their file changes), and the generated local key when neither a file nor
+    the environment gives one (then the keys file is the local one, ``<config_dir>/credentials.toml``)."""
+    store = KeysFile(settings.credentials)
     if len(store):
         return store, None
     local = ensure_local_credential(settings.config_dir)
-    return CredentialStore([local]), local
+    return KeysFile(settings.config_dir / LOCAL_CREDENTIALS_FILE), local
 
 
-def build_app(settings: Settings) -> tuple[Starlette, CredentialStore, Credential | None]:
+def build_app(
+    settings: Settings, accounts: AccountStore | None = None
+) -> tuple[Starlette, KeysFile | CredentialStore, Credential | None]:
+    """The app for ``settings``; ``accounts``: a store instead of the one the settings name."""
     models.locate(settings.model_dir)  # fail fast, with the command to run, before binding the port
     store, local = load_credentials(settings)
     fetcher = UrlFetcher(
@@ -53,6 +64,7 @@ def build_app(settings: Settings) -> tuple[Starlette, CredentialStore, Credentia
         ),
         default_qps=settings.default_qps,
         deadline=settings.deadline,
+        accounts=accounts or open_store(settings.redis_url, settings.config_dir, hold=settings.deadline + 60),
     )
     return create_app(state), store, local
 
@@ -86,9 +98,14 @@ def serve(
         credentials=Path(credentials) if credentials else None,
         model_dir=Path(model_dir) if model_dir else None,
     )
-    app, store, local = build_app(settings)
+    try:
+        app, store, local = build_app(settings)
+    except StoreUnavailable as exc:  # e.g. the config dir is not writable: one clear line, no traceback
+        log.error("%s", exc)
+        return 1
     ids = ", ".join(c.secret_id for c in store)
     log.info("accepting keys: %s", ids)
+    log.info("usage store: %s", "Redis (DENSEFACE_REDIS_URL)" if settings.redis_url else "SQLite")
     if local is not None:
         # Shown once on the operator's terminal (stdout), never logged: the generated local key.
         credentials_file = settings.config_dir / "credentials.toml"

@@ -11,7 +11,8 @@
 | face finding: ``thorough`` (+ CenterFace) or ``fast`` (BlazeFace) | ``DENSEFACE_DETECTOR`` | thorough |
 | URL allow-list (CIDRs, comma-separated) | ``DENSEFACE_URL_ALLOW`` | none |
 | URL connect timeout / total (s) | ``DENSEFACE_URL_CONNECT_TIMEOUT``, ``DENSEFACE_URL_DEADLINE`` | 3, 8 |
-| config dir (local key) | ``DENSEFACE_CONFIG_DIR`` | the user config dir |
+| config dir (local key, the embedded usage store) | ``DENSEFACE_CONFIG_DIR`` | the user config dir |
+| shared store for every replica (``redis://…``) | ``DENSEFACE_REDIS_URL`` | none: SQLite in the config dir |
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ class Settings(BaseModel):
     url_connect_timeout: float = Field(3.0, gt=0)
     url_deadline: float = Field(8.0, gt=0)  # below `deadline`, so a slow download is a download error
     config_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_config_dir("denseface")))
+    redis_url: str | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return value or None
 
     @field_validator("url_allow", mode="before")
     @classmethod

@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from denseface.rpc.envelope import ApiError
-
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -362,38 +360,6 @@ class KeysFile:
         return f"KeysFile({str(self.path)!r}, {self._store!r})"
 
 
-class RateLimiter:
-    """Token bucket per SecretId in this process: ``qps`` tokens a second, bursts up to ``max(1, qps)``
-    requests. The server uses the buckets of :mod:`denseface.rpc.accounts` instead (shared by replicas).
-
-    Thread-safe (one lock, no awaits inside), so it also serves asyncio code. ``clock`` is a monotonic
-    clock in seconds; tests inject their own.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}  # secret_id -> (tokens, last refill time)
-
-    def try_acquire(self, secret_id: str, qps: float | None) -> bool:
-        """Take one token; ``False`` if the key is over its rate. ``qps=None`` is unlimited."""
-        if qps is None:
-            return True
-        capacity = max(1.0, qps)
-        with self._lock:
-            now = self._clock()
-            tokens, last = self._buckets.get(secret_id, (capacity, now))
-            tokens = min(capacity, tokens + max(0.0, now - last) * qps)
-            allowed = tokens >= 1.0
-            self._buckets[secret_id] = (tokens - 1.0 if allowed else tokens, now)
-            return allowed
-
-    def acquire(self, secret_id: str, qps: float | None) -> None:
-        """Take one token or raise ``ApiError("RequestLimitExceeded")``."""
-        if not self.try_acquire(secret_id, qps):
-            raise ApiError("RequestLimitExceeded")
-
-
 __all__ = [
     "ENV_SECRET_ID",
     "ENV_SECRET_KEY",
@@ -404,7 +370,6 @@ __all__ = [
     "CredentialConfigError",
     "CredentialStore",
     "KeysFile",
-    "RateLimiter",
     "ensure_local_credential",
     "generate_credential",
     "keys_toml",

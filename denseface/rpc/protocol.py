@@ -27,9 +27,8 @@ checks, so an unauthenticated caller learns nothing about what the server suppor
        v1: SignatureMethod HmacSHA1/HmacSHA256                      InvalidParameterValue
  7     SecretId known and enabled                                   AuthFailure.SecretIdNotFound
  8     signature matches (constant-time)                            AuthFailure.SignatureFailure
- 9     per-key rate (optional limiter; the server passes none       RequestLimitExceeded
-       and applies the rate with the account checks after
-       step 14: :mod:`denseface.rpc.accounts.gate`)
+ 9     (not here: per-key rate, quota and state, checked by the     RequestLimitExceeded /
+       server after step 14, :mod:`denseface.rpc.accounts.gate`)   ResourceUnavailable.*
  10    action present and an iai action                             MissingParameter / InvalidAction
  11    version present and 2018-03-01 or 2020-03-03; the action     MissingParameter / NoSuchVersion /
        exists in that version; denseface implements it              InvalidAction /
@@ -112,12 +111,6 @@ class CredentialLookup(Protocol):
     def get(self, secret_id: str) -> Credential | None: ...
 
 
-class Limiter(Protocol):
-    """A per-key rate limit (:class:`~denseface.rpc.credentials.RateLimiter`)."""
-
-    def acquire(self, secret_id: str, qps: float | None) -> None: ...
-
-
 @dataclass(frozen=True)
 class ApiCall:
     """An authenticated call. ``params`` holds the API parameters only: the JSON object for TC3 POST,
@@ -151,7 +144,6 @@ def parse_request(
     *,
     now: float,
     credentials: CredentialLookup,
-    limiter: Limiter | None = None,
 ) -> ApiCall:
     """Authenticate and decode one request; raise :class:`ApiError` (codes in ``PROTOCOL_ERROR_CODES``).
 
@@ -166,8 +158,8 @@ def parse_request(
             raise ApiError("UnsupportedProtocol", detail=method)
         content_type = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
         if "authorization" in lowered or not (method == "GET" or content_type == _FORM):
-            return _parse_tc3(method, query, lowered, body, content_type, now, credentials, limiter, state)
-        return _parse_v1(method, query, lowered, body, now, credentials, limiter, state)
+            return _parse_tc3(method, query, lowered, body, content_type, now, credentials, state)
+        return _parse_v1(method, query, lowered, body, now, credentials, state)
     except ApiError as error:
         if error.language is None:
             error.language = state.language
@@ -220,7 +212,6 @@ def _parse_tc3(
     content_type: str,
     now: float,
     credentials: CredentialLookup,
-    limiter: Limiter | None,
     state: _State,
 ) -> ApiCall:
     state.language = normalize_language(headers.get("x-tc-language")) or DEFAULT_LANGUAGE
@@ -259,8 +250,6 @@ def _parse_tc3(
         matched |= signing.signatures_equal(expected, auth.signature)
     if not matched:
         raise ApiError("AuthFailure.SignatureFailure")
-    if limiter is not None:
-        limiter.acquire(credential.secret_id, credential.qps)
 
     action, version, region = (headers.get(f"x-tc-{name}") for name in ("action", "version", "region"))
     _check_target(action, version, region, "X-TC-")
@@ -293,7 +282,6 @@ def _parse_v1(
     body: bytes,
     now: float,
     credentials: CredentialLookup,
-    limiter: Limiter | None,
     state: _State,
 ) -> ApiCall:
     _check_sizes(method, query, body, MAX_V1_BODY_BYTES)
@@ -313,8 +301,6 @@ def _parse_v1(
     expected = signing.v1_signature(credential.secret_key, sign_string, sign_method)
     if not signing.signatures_equal(expected, fields["Signature"]):
         raise ApiError("AuthFailure.SignatureFailure")
-    if limiter is not None:
-        limiter.acquire(credential.secret_id, credential.qps)
 
     _check_target(fields["Action"], fields["Version"], fields.get("Region"), "")
     state.language = _check_language(fields.get("Language"), "Language")
@@ -389,7 +375,6 @@ __all__ = [
     "ApiCall",
     "ApiError",
     "CredentialLookup",
-    "Limiter",
     "envelope_for_error",
     "error_envelope",
     "message_for",

@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import re
 import stat
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,9 @@ from denseface.rpc.credentials import (
     Credential,
     CredentialConfigError,
     CredentialStore,
-    RateLimiter,
     ensure_local_credential,
     generate_credential,
 )
-from denseface.rpc.protocol import ApiError
 
 SECRET = "s3cretKEYs3cretKEYs3cretKEY12345"
 
@@ -173,71 +170,3 @@ def test_ensure_local_credential_needs_an_enabled_key(tmp_path: Path) -> None:
     path.chmod(0o600)
     with pytest.raises(CredentialConfigError, match="no enabled key"):
         ensure_local_credential(tmp_path)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_rate_limiter_token_bucket() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(clock)
-    assert limiter.try_acquire("a", 2.0)
-    assert limiter.try_acquire("a", 2.0)
-    assert not limiter.try_acquire("a", 2.0)
-    assert limiter.try_acquire("b", 2.0)  # keys are independent
-    clock.now += 0.5  # one token back at 2 qps
-    assert limiter.try_acquire("a", 2.0)
-    assert not limiter.try_acquire("a", 2.0)
-    clock.now += 100  # refills to the burst size only
-    assert [limiter.try_acquire("a", 2.0) for _ in range(3)] == [True, True, False]
-
-
-def test_rate_limiter_fractional_and_unlimited() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(clock)
-    assert limiter.try_acquire("slow", 0.5)
-    assert not limiter.try_acquire("slow", 0.5)
-    clock.now += 1.9
-    assert not limiter.try_acquire("slow", 0.5)
-    clock.now += 0.1
-    assert limiter.try_acquire("slow", 0.5)
-    assert all(limiter.try_acquire("free", None) for _ in range(1000))
-
-
-def test_rate_limiter_clock_going_backwards_does_not_refill() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(clock)
-    assert limiter.try_acquire("a", 1.0)
-    clock.now -= 50
-    assert not limiter.try_acquire("a", 1.0)
-
-
-def test_rate_limiter_acquire_raises_request_limit_exceeded() -> None:
-    limiter = RateLimiter(FakeClock())
-    limiter.acquire("a", 1.0)
-    with pytest.raises(ApiError) as info:
-        limiter.acquire("a", 1.0)
-    assert info.value.code == "RequestLimitExceeded"
-
-
-def test_rate_limiter_is_thread_safe() -> None:
-    limiter = RateLimiter(FakeClock())
-    allowed: list[bool] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        results = [limiter.try_acquire("shared", 50.0) for _ in range(100)]
-        with lock:
-            allowed.extend(results)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sum(allowed) == 50

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from denseface import errors
 from denseface.rpc import envelope, signing
 from denseface.rpc.catalog import IMPLEMENTED_ACTIONS
-from denseface.rpc.credentials import Credential, CredentialStore, RateLimiter
+from denseface.rpc.credentials import Credential, CredentialStore
 from denseface.rpc.protocol import (
     COMMON_PARAMS,
     PROTOCOL_ERROR_CODES,
@@ -449,17 +449,6 @@ def test_size_limits() -> None:
     assert error_of(v1({"Image": "A" * (32 * 1024)})).code == "RequestSizeLimitExceeded"
 
 
-def test_rate_limit_after_auth() -> None:
-    limiter = RateLimiter(lambda: 0.0)
-    parse(tc3(secret_id="AKIDslow", secret_key="k-slow"), limiter=limiter)
-    error = error_of(tc3(secret_id="AKIDslow", secret_key="k-slow"), limiter=limiter)
-    assert error.code == "RequestLimitExceeded"
-    parse(tc3(), limiter=limiter)  # unlimited key
-    assert error_of(tc3(secret_id="AKIDslow", secret_key="bad"), limiter=limiter).code == (
-        "AuthFailure.SignatureFailure"
-    )
-
-
 def test_error_language_follows_request() -> None:
     assert error_of(tc3(language="en-US", secret_key="x")).language == "en-US"
     assert error_of(tc3(secret_key="x")).language == "zh-CN"
@@ -574,7 +563,7 @@ def test_fuzzed_requests_yield_call_or_documented_error(
     request: tuple[str, str, dict[str, str], bytes], now: float
 ) -> None:
     try:
-        call: ApiCall | ApiError = parse(request, now=now, limiter=RateLimiter())
+        call: ApiCall | ApiError = parse(request, now=now)
     except ApiError as error:
         call = error
     if isinstance(call, ApiError):

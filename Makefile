@@ -68,6 +68,7 @@ bench: setup
 	$(PY) benchmarks/recall.py
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/http_load.py
+	$(PY) benchmarks/video.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

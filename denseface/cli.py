@@ -135,18 +135,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_video(args: argparse.Namespace) -> int:
     from denseface.video import run
 
-    run(
-        args.video,
-        args.out,
-        draw=args.draw,
-        model_dir=args.model_dir,
-        detector=args.detector,
-        mode=args.mode,
-        rotate=args.rotate,
-        smooth=not args.no_smooth,
-        detect_every=args.detect_every,
-        progress=not args.no_progress,
-    )
+    try:
+        run(
+            args.video,
+            args.out,
+            draw=args.draw,
+            model_dir=args.model_dir,
+            detector=args.detector,
+            mode=args.mode,
+            rotate=args.rotate,
+            smooth=not args.no_smooth,
+            detect_every=args.detect_every,
+            progress=not args.no_progress,
+        )
+    except OSError as exc:  # --out cannot be written
+        log.error("%s", exc)
+        return EXIT_ERROR
     return 0
 
 

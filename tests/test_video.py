@@ -89,6 +89,42 @@ def test_face_then_no_face(analyzer: Analyzer) -> None:
     assert all(not f.faces for f in frames[FACE_FRAMES:])
 
 
+def test_two_faces_leave_and_enter(analyzer: Analyzer, single_face: Clip) -> None:
+    """The man twice side by side; the right copy blanked on frames 30–49: its track ends, the left
+    one keeps its id, and the returning face gets a new id within ``detect_every`` frames."""
+    frames = []
+    for i, (t, rgb) in enumerate(single_face):
+        right = np.zeros_like(rgb) if 30 <= i < 50 else rgb
+        frames.append((t, np.ascontiguousarray(np.hstack([rgb, right]))))
+    result = list(analyzer.track(frames, detect_every=5))
+
+    def ids(frame: VideoFrame) -> dict[str, int]:
+        return {("left" if t.face.box.x < 640 else "right"): t.id for t in frame.faces}
+
+    first = ids(result[0])
+    assert set(first) == {"left", "right"}
+    assert first["left"] != first["right"]
+    assert all(ids(f) == first for f in result[:30])
+    assert all(ids(f) == {"left": first["left"]} for f in result[31:50])
+    back = [i for i in range(50, 72) if "right" in ids(result[i])]
+    assert back[0] <= 55
+    assert back == list(range(back[0], 72))
+    assert all(ids(result[i]) == {"left": first["left"], "right": 2} for i in back)
+
+
+def test_face_enters(analyzer: Analyzer) -> None:
+    """face_noface.mov played backwards (title frames, then the man): found within detect_every frames."""
+    clip = _clip("face_noface.mov")
+    backwards = [(t, rgb) for (t, _), (_, rgb) in zip(clip, reversed(clip), strict=True)]
+    frames = list(analyzer.track(backwards, detect_every=10))
+    enters = len(clip) - FACE_FRAMES
+    assert all(not f.faces for f in frames[:enters])
+    found = [i for i, f in enumerate(frames) if f.faces]
+    assert enters <= found[0] <= enters + 10
+    assert found == list(range(found[0], len(clip)))
+    assert {t.id for f in frames for t in f.faces} == {0}
+
+
 def test_no_face_clip(analyzer: Analyzer) -> None:
     frames = list(analyzer.track(_clip("no_face.mp4"), mode=1, detect_every=3))
     assert len(frames) == 95

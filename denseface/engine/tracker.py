@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from denseface.engine.detector import Detection
+from denseface.engine.detector import Detection, overlap
 from denseface.engine.mesh import EYE_OUTER, roi_from_landmarks
 from denseface.engine.pipeline import LARGEST_MARGIN, NESTED, FacePipeline, misaligned, overlaps
 from denseface.engine.result import Box, Face, TrackedFace
@@ -78,11 +78,8 @@ def _mesh_box(mesh: F32) -> Box:
 
 def _covers(box: Box, det: Detection) -> bool:
     """Whether a detection lies mostly inside a followed face's box (it is that face)."""
-    x0, y0, x1, y1 = det.box
-    w = max(0.0, min(x1, box.x + box.width) - max(x0, box.x))
-    h = max(0.0, min(y1, box.y + box.height) - max(y0, box.y))
-    smaller = min((x1 - x0) * (y1 - y0), box.width * box.height)
-    return smaller > 0 and w * h / smaller > NESTED
+    corners = np.array([[box.x, box.y, box.x + box.width, box.y + box.height]], np.float32)
+    return bool(overlap(np.array(det.box, np.float32), corners, over_smaller=True)[0] > NESTED)
 
 
 class FaceTracker:

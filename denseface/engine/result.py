@@ -97,7 +97,8 @@ class Face:
 class TrackedFace:
     """A face followed across the frames of a video: ``id`` stays the same while it is visible (a
     face that leaves and comes back gets a new one). ``face`` holds the (smoothed) points;
-    ``detected``: whether this frame's result came from a fresh detection (a new track)."""
+    ``detected``: whether this frame's result came from a detection (a new track, or one lost on this
+    frame and found again) rather than from following the face."""
 
     id: int
     face: Face

@@ -25,16 +25,17 @@ F64 = npt.NDArray[np.float64]
 @dataclass(frozen=True)
 class OneEuro:
     """Filter parameters. The defaults were chosen by ``benchmarks/video.py --tune face_noface.mov``
-    (that clip alone): the lowest jitter whose mean distance to per-frame ``analyze`` stays within 1%
-    of the inter-ocular distance (README "Video").
+    (that clip alone, as recorded and sliding sideways): among the settings with jitter ≤ 0.40× per-frame
+    ``analyze`` and a mean distance to it ≤ 1% of the inter-ocular distance, the one that lags least
+    in fast motion (README "Video").
 
     ``min_cutoff``: cutoff (Hz) of a still point — lower is smoother and lags more;
     ``beta``: how much the cutoff rises per face size per second of speed (Hz·s per face size) —
     higher follows fast motion with less lag; ``derivative_cutoff``: cutoff (Hz) of the speed estimate.
     """
 
-    min_cutoff: float = 1.5
-    beta: float = 1.0
+    min_cutoff: float = 1.0
+    beta: float = 3.0
     derivative_cutoff: float = 1.0
 
     def __post_init__(self) -> None:

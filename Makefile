@@ -78,6 +78,7 @@ bench: setup
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/http_load.py
 	$(PY) benchmarks/http_load.py --metering
+	$(PY) benchmarks/video.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

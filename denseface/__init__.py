@@ -24,15 +24,20 @@ from denseface.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from denseface.api import Analyzer, analyze
+    from denseface.api import Analyzer, Tracker, analyze
     from denseface.engine.layout import REGION_COUNTS, REGION_NAMES
-    from denseface.engine.result import Box, Face, Pose
+    from denseface.engine.result import Box, Face, Pose, TrackedFace, VideoFrame
+    from denseface.engine.smoothing import OneEuro
 
 # Imported on first use, so that `import denseface.<module>` does not load the engine's libraries
 # (LiteRT, OpenCV, NumPy) into processes that never run a model, such as the server's main process.
 _LAZY = {
     "Analyzer": "denseface.api",
     "analyze": "denseface.api",
+    "Tracker": "denseface.api",
+    "TrackedFace": "denseface.engine.result",
+    "VideoFrame": "denseface.engine.result",
+    "OneEuro": "denseface.engine.smoothing",
     "REGION_COUNTS": "denseface.engine.layout",
     "REGION_NAMES": "denseface.engine.layout",
     "Box": "denseface.engine.result",
@@ -63,8 +68,12 @@ __all__ = [
     "InferenceError",
     "ModelsMissingError",
     "NoFaceError",
+    "OneEuro",
     "Pose",
+    "TrackedFace",
+    "Tracker",
     "UnsupportedFormatError",
+    "VideoFrame",
     "__version__",
     "analyze",
 ]

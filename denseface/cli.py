@@ -132,6 +132,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_video(args: argparse.Namespace) -> int:
+    from denseface.video import run
+
+    try:
+        run(
+            args.video,
+            args.out,
+            draw=args.draw,
+            model_dir=args.model_dir,
+            detector=args.detector,
+            mode=args.mode,
+            rotate=args.rotate,
+            smooth=not args.no_smooth,
+            detect_every=args.detect_every,
+            progress=not args.no_progress,
+        )
+    except OSError as exc:  # --out cannot be written
+        log.error("%s", exc)
+        return EXIT_ERROR
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _figure_width(text: str) -> int:
     value = int(text)
     if value < 400:
@@ -188,6 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--points", type=int, choices=(888, 90), default=888, help="888 (default) or AnalyzeFace's 90"
     )
     p.set_defaults(func=cmd_layout_figure)
+
+    p = sub.add_parser("video", help="track faces through a video: one JSON line per frame")
+    p.add_argument("video", help="video file (mp4, mov, avi, webm, … anything OpenCV's FFmpeg reads)")
+    p.add_argument("--out", required=True, metavar="OUT.jsonl", help="JSON Lines output ('-': stdout)")
+    p.add_argument("--draw", metavar="OUT.mp4", help="also write the video with the overlay (mp4v)")
+    p.add_argument("--mode", type=int, choices=(0, 1), default=0, help="0: up to 5 faces; 1: the largest")
+    p.add_argument("--rotate", action="store_true", help="also find faces turned by 90/180/270 degrees")
+    p.add_argument("--no-smooth", action="store_true", help="raw points (no One Euro filter)")
+    p.add_argument(
+        "--detect-every", type=_positive, default=10, metavar="K", help="run the detectors every K frames"
+    )
+    p.add_argument("--detector", choices=("fast", "thorough"), default="thorough", help="as for analyze")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("serve", help="serve the Tencent-compatible API and the page")
     p.add_argument("--host", default=None, help="address (default: $DENSEFACE_HOST or 127.0.0.1)")

@@ -16,7 +16,8 @@ error into the right ``{"Error": {"Code", "Message"}}`` envelope without a secon
     │   └── ImageDownloadError      URL could not be fetched safely        FailedOperation.ImageDownloadError
     ├── NoFaceError                 no face in the photo                   InvalidParameterValue.NoFaceInPhoto
     ├── FaceTooSmallError           only faces below the minimum size      FailedOperation.FaceSizeTooSmall
-    └── InferenceError              a model run failed (worth retrying)    FailedOperation.ServerError
+    ├── InferenceError              a model run failed (worth retrying)    FailedOperation.ServerError
+    └── VideoReadError              a video that cannot be opened or ends early (the CLI; no Tencent action)
 
 ``denseface.analyze`` returns an empty list when it finds no face; ``NoFaceError`` and
 ``FaceTooSmallError`` are raised by callers that need Tencent's semantics (the HTTP service).
@@ -94,6 +95,17 @@ class InferenceError(DensefaceError):
     code = "FailedOperation.ServerError"
 
 
+class VideoReadError(DensefaceError):
+    """A video file that cannot be opened, has no readable frame, or ends before the frames it
+    declares (truncated or damaged). ``frames_read``: frames decoded before the problem."""
+
+    code = "FailedOperation.ImageDecodeFailed"
+
+    def __init__(self, message: str, frames_read: int = 0) -> None:
+        super().__init__(message)
+        self.frames_read = frames_read
+
+
 __all__ = [
     "DensefaceError",
     "FaceTooSmallError",
@@ -109,4 +121,5 @@ __all__ = [
     "NoFaceError",
     "UnsupportedFormatError",
     "UrlIllegalError",
+    "VideoReadError",
 ]

@@ -184,7 +184,7 @@ class FacePipeline:
             # the crop from the first pass's landmarks is better aligned; a second pass pays off when
             # it differs from the detector's crop (or rescues a face the first crop framed poorly)
             second_roi = roi_from_landmarks(result.points)
-            if result.presence < threshold or _misaligned(first_roi, second_roi):
+            if result.presence < threshold or misaligned(first_roi, second_roi):
                 second = self.mesh.run(rgb, second_roi)
                 if second.presence >= threshold:
                     result = second
@@ -207,18 +207,35 @@ class FacePipeline:
         return self._face(det, result, evidence)
 
     def _face(self, det: Detection, result: MeshResult, evidence: float | None = None) -> Face:
-        points = self.layout.build(result.points)
+        return self.build_face(result.points, det.score, result.presence, evidence)
+
+    def build_face(self, mesh: F32, score: float, presence: float, evidence: float | None = None) -> Face:
+        """A Face from a (478, 3) mesh in image pixels: its 888 points, their box and the pose."""
+        points = self.layout.build(mesh)
         lo, hi = points.min(axis=0), points.max(axis=0)
         box = Box(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
         return Face(
             box=box,
-            score=det.score,
+            score=score,
             points=points,
-            mesh=result.points,
-            pose=self.pose.estimate(result.points),
-            presence=result.presence,
+            mesh=mesh,
+            pose=self.pose.estimate(mesh),
+            presence=presence,
             evidence=evidence,
         )
+
+    def best_face(self, rgb: RGB, det: Detection) -> Face | None:
+        """:meth:`landmark` on a detection, trying its alternatives when the first crop fails."""
+        face = self.landmark(rgb, det)
+        doubted = self.options.presence_threshold
+        for other in det.alternatives if face is None or face.presence < doubted else ():
+            # a poorly framed first crop: another detection of the face may frame it better
+            alt = self.landmark(rgb, other)
+            if alt is not None and (face is None or alt.presence > face.presence):
+                face = alt
+                if face.presence >= doubted:
+                    break
+        return face
 
     def run(self, rgb: RGB, *, max_faces: int, rotate: bool) -> list[Face]:
         """Up to ``max_faces`` faces, largest first (by the box of their 888 points)."""
@@ -230,16 +247,8 @@ class FacePipeline:
             max_faces = len(candidates)
         faces: list[Face] = []
         for det in candidates:
-            face = self.landmark(rgb, det)
-            doubted = self.options.presence_threshold
-            for other in det.alternatives if face is None or face.presence < doubted else ():
-                # a poorly framed first crop: another detection of the face may frame it better
-                alt = self.landmark(rgb, other)
-                if alt is not None and (face is None or alt.presence > face.presence):
-                    face = alt
-                    if face.presence >= doubted:
-                        break
-            if face is None or any(_box_overlap(face.box, f.box) > NESTED for f in faces):
+            face = self.best_face(rgb, det)
+            if face is None or any(overlaps(face.box, f.box) for f in faces):
                 continue
             faces.append(face)
             if len(faces) >= max_faces:
@@ -248,7 +257,7 @@ class FacePipeline:
         return faces
 
 
-def _misaligned(a: Roi, b: Roi) -> bool:
+def misaligned(a: Roi, b: Roi) -> bool:
     """Whether two crops of one face differ enough for a second mesh pass to be worth it."""
     size = max(b.size, 1e-6)
     shift = math.hypot(a.cx - b.cx, a.cy - b.cy) / size
@@ -279,6 +288,11 @@ def _merge(
         keep.append(replace(det, alternatives=tuple(others[:MAX_ALTERNATIVES])))
     keep.sort(key=lambda d: d.size, reverse=True)
     return keep
+
+
+def overlaps(a: Box, b: Box) -> bool:
+    """Whether two face boxes are one face (one mostly inside the other)."""
+    return _box_overlap(a, b) > NESTED
 
 
 def _box_overlap(a: Box, b: Box) -> float:

@@ -91,3 +91,24 @@ class Face:
         points = shape90_from_mesh(self.mesh[:, :2], self.points)
         points.setflags(write=False)
         return MappingProxyType({name: points[sl] for name, sl in SHAPE90_SLICES.items()})
+
+
+@dataclass(frozen=True, eq=False)
+class TrackedFace:
+    """A face followed across the frames of a video: ``id`` stays the same while it is visible (a
+    face that leaves and comes back gets a new one). ``face`` holds the (smoothed) points;
+    ``detected``: whether this frame's result came from a detection (a new track, or one lost on this
+    frame and found again) rather than from following the face."""
+
+    id: int
+    face: Face
+    detected: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class VideoFrame:
+    """One frame of a tracked video: its index, timestamp (seconds) and faces, largest first."""
+
+    index: int
+    time: float
+    faces: tuple[TrackedFace, ...]

@@ -1,0 +1,76 @@
+"""The One Euro filter (Casiez, Roussel, Vogel, CHI 2012) on a set of points, scaled to the face size.
+
+Each point is low-pass filtered with a cutoff frequency that rises with its speed: a still face is
+smoothed hard (``min_cutoff``), a moving one follows with little lag (``beta`` × speed). The speed is
+measured in **face sizes per second** (the face's inter-ocular distance, taken from the raw points of
+the same frame), so the filter does the same to a face of 60 px and of 600 px, at any resolution.
+Time comes from the caller's timestamps (seconds), so variable frame rates are filtered correctly.
+
+For a step of ``dt`` seconds and a cutoff ``fc`` (Hz) the smoothing factor is
+``alpha = 1 / (1 + 1 / (2π·fc·dt))``; the speed is itself smoothed with ``derivative_cutoff``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class OneEuro:
+    """Filter parameters. The defaults were chosen by ``benchmarks/video.py --tune face_noface.mov``
+    (that clip alone, as recorded and sliding sideways): among the settings with jitter ≤ 0.40× per-frame
+    ``analyze`` and a mean distance to it ≤ 1% of the inter-ocular distance, the one that lags least
+    in fast motion (README "Video").
+
+    ``min_cutoff``: cutoff (Hz) of a still point — lower is smoother and lags more;
+    ``beta``: how much the cutoff rises per face size per second of speed (Hz·s per face size) —
+    higher follows fast motion with less lag; ``derivative_cutoff``: cutoff (Hz) of the speed estimate.
+    """
+
+    min_cutoff: float = 1.0
+    beta: float = 3.0
+    derivative_cutoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.min_cutoff > 0 and self.derivative_cutoff > 0 and self.beta >= 0):
+            raise ValueError("One Euro cutoffs must be > 0 and beta >= 0")
+
+
+def _alpha(cutoff: F64 | float, dt: float) -> F64:
+    return np.asarray(1.0 / (1.0 + 1.0 / (2.0 * math.pi * np.asarray(cutoff) * dt)), np.float64)
+
+
+class PointFilter:
+    """One Euro state for an (n, d) array of points (the speed is the norm over the first two
+    coordinates, so x, y and a z alongside them share one cutoff per point)."""
+
+    def __init__(self, params: OneEuro) -> None:
+        self.params = params
+        self._value: F64 | None = None
+        self._speed: F64 | None = None
+        self._time = 0.0
+
+    def __call__(self, points: F32, time: float, scale: float) -> F32:
+        """The filtered points for raw ``points`` at ``time`` (seconds); ``scale``: the face size in the
+        points' units (px), > 0."""
+        x = points.astype(np.float64)
+        if self._value is None or self._speed is None or time <= self._time:
+            self._value, self._speed, self._time = x, np.zeros_like(x), time
+            return points.astype(np.float32)
+        dt = time - self._time
+        p = self.params
+        speed = (x - self._value) / dt
+        self._speed = self._speed + _alpha(p.derivative_cutoff, dt) * (speed - self._speed)
+        # face sizes per second, per point
+        rate = np.linalg.norm(self._speed[:, :2], axis=1, keepdims=True) / max(scale, 1e-6)
+        a = _alpha(p.min_cutoff + p.beta * rate, dt)
+        self._value = self._value + a * (x - self._value)
+        self._time = time
+        return self._value.astype(np.float32)

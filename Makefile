@@ -13,7 +13,7 @@ NODE_DIR := tests/node
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,parquet,ray]'
 	touch $@
 
 setup: $(VENV)/.installed models

@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--credentials", help="TOML file of API keys (default: env or a generated local key)")
     p.set_defaults(func=cmd_serve)
+
+    from denseface.batch.command import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 

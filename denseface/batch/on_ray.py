@@ -1,0 +1,118 @@
+"""A batch on a Ray cluster with Ray Data: inputs → ``map_batches`` over an actor pool → rows.
+
+Each actor holds one :class:`~denseface.api.Analyzer` (built once, like a local worker) and turns a
+batch of inputs into rows with the same :func:`~denseface.batch.rows.analyze_source` as the local
+workers, so the rows are the same. Rows travel back to the driver as JSON text (one column: no Arrow
+schema to infer from rows whose faces or errors differ), where they are written and counted exactly as
+local rows are. Ray Data streams: inputs are read and rows come back while the pool works, with its
+own backpressure.
+
+``address``: ``"auto"`` joins the cluster this machine belongs to (``ray start``), and when there is
+none starts a local runtime; anything else is handed to ``ray.init(address=...)`` (``ray://host:10001``,
+``host:6379``). Every node needs denseface with its models (``denseface models fetch``) and must be able
+to read the inputs' paths (a shared file system), or the inputs must be URLs.
+
+Ray is an optional extra (``pip install 'denseface[ray]'``), imported only here, only when used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from denseface.batch.rows import Row
+from denseface.batch.worker import WorkerConfig, build_analyzer
+
+log = logging.getLogger(__name__)
+
+ROWS_PER_BLOCK = 4  # small blocks: each is one actor call, so work spreads evenly over the pool
+
+
+class RayMissingError(ImportError):
+    pass
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise RayMissingError("--ray needs Ray Data: pip install 'denseface[ray]'") from exc
+    return ray
+
+
+class RayAnalyzer:
+    """The actor's callable: one Analyzer, a batch of inputs in, their rows (as JSON) out."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        from denseface.batch.rows import make_fetcher
+
+        logging.basicConfig(level=config.log_level)
+        self.options = config.options
+        self.analyzer = build_analyzer(config)
+        self.fetcher = make_fetcher(config.options)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        from denseface.batch.rows import analyze_source
+
+        rows = [analyze_source(self.analyzer, str(s), self.options, self.fetcher) for s in batch["path"]]
+        return {"row": np.array([json.dumps(r, separators=(",", ":")) for r in rows], dtype=object)}
+
+
+def connect(address: str, workers: int | None) -> None:
+    """Join the cluster at ``address`` (or start a local runtime for ``auto`` when there is none)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    quiet = {"logging_level": logging.WARNING, "configure_logging": True, "log_to_driver": True}
+    if address != "auto":
+        ray.init(address=address, **quiet)
+        return
+    try:
+        ray.init(address="auto", **quiet)
+        log.info("joined the local Ray cluster")
+    except ConnectionError:
+        # More logical CPUs than actors: Ray Data's own tasks (splitting the input) need a CPU too, and
+        # with every CPU held by an actor they wait forever (seen with 2 actors on num_cpus=2).
+        cores = os.cpu_count() or 1
+        actors = workers or cores
+        ray.init(num_cpus=actors + 2, include_dashboard=False, **quiet)
+        log.info("started a local Ray runtime (%d actors)", actors)
+
+
+def pool_size(workers: int | None) -> int:
+    """``workers`` actors, or one per CPU of the cluster but two (left for Ray Data's own tasks)."""
+    if workers:
+        return workers
+    return max(1, int(_ray().cluster_resources().get("CPU", 1)) - 2)
+
+
+def run_ray(
+    sources: Sequence[str], *, address: str = "auto", workers: int | None = None, config: WorkerConfig
+) -> Iterator[Row]:
+    """Rows of ``sources`` from an actor pool on the Ray cluster at ``address``."""
+    if not sources:
+        return
+    ray = _ray()
+    connect(address, workers)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the batch's own progress reports
+    context.print_on_execution_start = False
+    size = pool_size(workers)
+    blocks = max(1, min(len(sources), -(-len(sources) // ROWS_PER_BLOCK)))
+    dataset = ray.data.from_items([{"path": s} for s in sources], override_num_blocks=blocks)
+    rows = dataset.map_batches(
+        RayAnalyzer,
+        fn_constructor_args=(config,),
+        batch_size=ROWS_PER_BLOCK,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=size),
+        num_cpus=1,
+    )
+    log.info("Ray: %d inputs in %d blocks over %d actors", len(sources), blocks, size)
+    for item in rows.iter_rows():
+        yield json.loads(item["row"])

@@ -18,7 +18,7 @@ EXIT_INTERRUPTED = 130
 def _workers(text: str) -> int:
     value = int(text)
     if value < 1:
-        raise argparse.ArgumentTypeError("at least 1 worker")
+        raise argparse.ArgumentTypeError("must be at least 1")
     return value
 
 
@@ -58,6 +58,13 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="run on a Ray cluster with Ray Data: an address (ray://host:10001) or auto",
     )
+    p.add_argument(
+        "--part-rows",
+        type=_workers,
+        default=None,
+        metavar="N",
+        help="rows per Parquet part file (default 256; a kill loses at most the rows not yet in a part)",
+    )
     p.add_argument("--quiet", action="store_true", help="log lines instead of the progress bar")
     p.set_defaults(func=run)
 
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             model_dir=args.model_dir,
             bar=False if args.quiet else None,
+            **({"part_rows": args.part_rows} if args.part_rows else {}),
         )
     except (SinkError, InputError) as exc:
         log.error("%s", exc)

@@ -8,9 +8,10 @@ local rows are. Ray Data streams: inputs are read and rows come back while the p
 own backpressure.
 
 ``address``: ``"auto"`` joins the cluster this machine belongs to (``ray start``), and when there is
-none starts a local runtime; anything else is handed to ``ray.init(address=...)`` (``ray://host:10001``,
-``host:6379``). Every node needs denseface with its models (``denseface models fetch``) and must be able
-to read the inputs' paths (a shared file system), or the inputs must be URLs.
+none starts a local runtime; ``"local"`` always starts a new local runtime; anything else is handed to
+``ray.init(address=...)`` (``ray://host:10001``, ``host:6379``). Every node needs denseface with its
+models (``denseface models fetch``) and must be able to read the inputs' paths (a shared file system),
+or the inputs must be URLs.
 
 Ray is an optional extra (``pip install 'denseface[ray]'``), imported only here, only when used.
 """
@@ -69,10 +70,12 @@ def connect(address: str, workers: int | None) -> None:
     if ray.is_initialized():
         return
     quiet = {"logging_level": logging.WARNING, "configure_logging": True, "log_to_driver": True}
-    if address != "auto":
+    if address not in ("auto", "local"):
         ray.init(address=address, **quiet)
         return
     try:
+        if address == "local":
+            raise ConnectionError("a new local runtime was asked for")
         ray.init(address="auto", **quiet)
         log.info("joined the local Ray cluster")
     except ConnectionError:

@@ -10,7 +10,7 @@ from pathlib import Path
 from denseface.batch.inputs import collect_inputs
 from denseface.batch.progress import Progress, Summary
 from denseface.batch.rows import Row, RowOptions
-from denseface.batch.sinks import done_paths, kind_of, open_sink
+from denseface.batch.sinks import PART_ROWS, done_paths, kind_of, open_sink
 from denseface.batch.worker import WorkerConfig
 
 log = logging.getLogger("denseface.batch")
@@ -48,6 +48,7 @@ def run_batch(
     resume: bool = False,
     model_dir: str | os.PathLike[str] | None = None,
     bar: bool | None = None,
+    part_rows: int = PART_ROWS,
     config: WorkerConfig | None = None,
 ) -> Summary:
     """Analyse every input (files, directories, globs, ``@LIST``, URLs) into ``out`` (.jsonl or .parquet).
@@ -55,7 +56,7 @@ def run_batch(
     With ``resume`` the inputs already in ``out`` are skipped and new rows appended; without it an
     existing ``out`` is refused. Ctrl-C (KeyboardInterrupt) stops the batch with ``out`` complete and
     resumable; the summary says ``interrupted``. ``bar``: a progress bar (default: when stderr is a
-    terminal), else log lines.
+    terminal), else log lines. ``part_rows``: rows per Parquet part file.
     """
     options = options or RowOptions()
     if config is None:
@@ -67,7 +68,7 @@ def run_batch(
     sources = collect_inputs(inputs)
     done = done_paths(out) if resume else set()
     todo = [s for s in sources if s not in done]
-    sink = open_sink(out, full=options.format == "full", resume=resume)
+    sink = open_sink(out, full=options.format == "full", resume=resume, part_rows=part_rows)
     skipped = len(sources) - len(todo)
     if skipped:
         log.info("%d of %d inputs already in %s: skipped", skipped, len(sources), out)

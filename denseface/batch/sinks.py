@@ -8,8 +8,8 @@
     A directory of part files (``part-00000.parquet`` …), each one row group, written to a temporary name
     and renamed when complete: any reader of Parquet datasets (``pyarrow.parquet.read_table(OUT)``,
     pandas, DuckDB, Spark, Ray) accepts the directory at any moment. A part is written every
-    :data:`PART_ROWS` rows and when the sink closes (also on Ctrl-C); after a kill, the rows not yet in
-    a part are simply done again by ``--resume``.
+    ``part_rows`` rows (:data:`PART_ROWS` by default) and when the sink closes (also on Ctrl-C); after
+    a kill, the rows not yet in a part are simply done again by ``--resume``.
 
 ``done_paths(OUT)`` is the set of ``path`` values already written, for ``--resume``.
 """
@@ -44,7 +44,7 @@ def kind_of(out: str | os.PathLike[str]) -> str:
     return suffix[1:]
 
 
-def open_sink(out: str | os.PathLike[str], *, full: bool, resume: bool) -> Sink:
+def open_sink(out: str | os.PathLike[str], *, full: bool, resume: bool, part_rows: int = PART_ROWS) -> Sink:
     """A sink for ``out``; without ``resume`` an existing, non-empty ``out`` is refused (not overwritten)."""
     path = Path(out)
     kind = kind_of(path)
@@ -52,7 +52,7 @@ def open_sink(out: str | os.PathLike[str], *, full: bool, resume: bool) -> Sink:
         raise SinkError(f"{path} exists: pass --resume to continue it, or remove it")
     if kind == "jsonl":
         return JsonlSink(path)
-    return ParquetSink(path, full=full)
+    return ParquetSink(path, full=full, part_rows=part_rows)
 
 
 def _has_content(path: Path) -> bool:
@@ -176,8 +176,11 @@ def parquet_schema(*, full: bool) -> Any:
 
 
 class ParquetSink:
-    def __init__(self, path: Path, *, full: bool) -> None:
+    def __init__(self, path: Path, *, full: bool, part_rows: int = PART_ROWS) -> None:
+        if part_rows < 1:
+            raise SinkError("a Parquet part needs at least one row")
         self._pq = _pyarrow_parquet()
+        self.part_rows = part_rows
         self.path = path
         self._schema = parquet_schema(full=full)
         path.mkdir(parents=True, exist_ok=True)
@@ -189,7 +192,7 @@ class ParquetSink:
 
     def write(self, row: Row) -> None:
         self._rows.append(row)
-        if len(self._rows) >= PART_ROWS:
+        if len(self._rows) >= self.part_rows:
             self.flush()
 
     def flush(self) -> None:

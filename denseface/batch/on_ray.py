@@ -48,12 +48,12 @@ class RayAnalyzer:
     """The actor's callable: one Analyzer, a batch of inputs in, their rows (as JSON) out."""
 
     def __init__(self, config: WorkerConfig) -> None:
-        from denseface.batch.rows import make_fetcher
+        from denseface.batch.rows import Fetcher
 
         logging.basicConfig(level=config.log_level)
         self.options = config.options
         self.analyzer = build_analyzer(config)
-        self.fetcher = make_fetcher(config.options)
+        self.fetcher = Fetcher(config.options.url_allow)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np

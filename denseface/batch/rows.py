@@ -72,19 +72,26 @@ def is_url(source: str) -> bool:
     return _URL.match(source) is not None
 
 
-def make_fetcher(options: RowOptions) -> UrlFetcher:
-    # The server's own fetcher (rpc/fetch.py: no server state, only errors and the size limits), so a
-    # URL in a list gets exactly the checks and limits a Url parameter gets.
-    from denseface.rpc.fetch import UrlFetcher, parse_networks
+class Fetcher:
+    """The server's own fetcher (``rpc/fetch.py``: no server state, only the errors and the size
+    limits), so a URL in a list gets exactly the checks and limits a ``Url`` parameter gets. Built on
+    the first URL: a batch of files never imports httpx."""
 
-    return UrlFetcher(allow_networks=parse_networks(options.url_allow))
+    def __init__(self, url_allow: tuple[str, ...] = ()) -> None:
+        self.url_allow = url_allow
+        self._fetcher: UrlFetcher | None = None
+
+    def fetch(self, url: str) -> bytes:
+        if self._fetcher is None:
+            from denseface.rpc.fetch import UrlFetcher, parse_networks
+
+            self._fetcher = UrlFetcher(allow_networks=parse_networks(self.url_allow))
+        return self._fetcher.fetch_sync(url)
 
 
-def read_source(source: str, fetcher: UrlFetcher | None) -> bytes:
+def read_source(source: str, fetcher: Fetcher | None = None) -> bytes:
     if is_url(source):
-        if fetcher is None:
-            raise ValueError("a URL needs a fetcher")
-        return fetcher.fetch_sync(source)
+        return (fetcher or Fetcher()).fetch(source)
     try:
         size = os.stat(source).st_size
         if size > MAX_FILE_BYTES:
@@ -96,7 +103,7 @@ def read_source(source: str, fetcher: UrlFetcher | None) -> bytes:
 
 
 def analyze_source(
-    analyzer: Analyzer, source: str, options: RowOptions, fetcher: UrlFetcher | None = None
+    analyzer: Analyzer, source: str, options: RowOptions, fetcher: Fetcher | None = None
 ) -> Row:
     """The row of ``source``; a bad input gives a row with its ``error``."""
     from denseface.engine.decode import decode_bytes
@@ -104,7 +111,7 @@ def analyze_source(
     width: int | None = None
     height: int | None = None
     try:
-        decoded = decode_bytes(read_source(source, fetcher))
+        decoded = decode_bytes(read_source(source, fetcher or Fetcher(options.url_allow)))
         if decoded.format not in ACCEPTED_FORMATS:
             raise UnsupportedFormatError(
                 f"{decoded.format or 'this'} images are not analysed; use JPEG, PNG, BMP, WebP or TIFF"

@@ -62,11 +62,11 @@ def worker_main(conn: Connection, config: WorkerConfig, index: int) -> None:
         stream=sys.stderr,
     )
     _exit_with_parent()
-    from denseface.batch.rows import analyze_source, make_fetcher
+    from denseface.batch.rows import Fetcher, analyze_source
 
+    fetcher = Fetcher(config.options.url_allow)
     try:
         analyzer = build_analyzer(config)
-        fetcher = make_fetcher(config.options)
     except Exception as exc:
         log.exception("could not load the models")
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))

@@ -314,3 +314,42 @@ def test_ray_gives_the_same_rows_as_local_processes(local_rows: Any, folder: Pat
     assert (summary.photos, summary.faces, summary.errors) == (6, 3, 2)
     jsonl = local_rows[0]
     assert by_path(read_rows(out)) == {p: r for p, r in jsonl.items() if p.startswith(str(folder))}
+
+
+def test_inputs_from_globs_lists_and_folders_each_once(tmp_path: Path) -> None:
+    from denseface.batch.inputs import InputError
+
+    for name in ("a.jpg", "b.PNG", "sub/c.webp", "sub/deeper/d.tif", "sub/notes.txt", ".hidden/e.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_text(
+        f"# a comment\n\n{tmp_path / 'a.jpg'}\nhttps://example.com/p.jpg\n{tmp_path}/sub/*.webp\n"
+    )
+    got = collect_inputs(
+        [str(tmp_path / "sub"), f"@{listing}", str(tmp_path / "**" / "*.jpg"), "missing.jpg"]
+    )
+    sub = tmp_path / "sub"
+    assert got == [
+        str(sub / "c.webp"),
+        str(sub / "deeper" / "d.tif"),  # a folder: recursive, image extensions only
+        str(tmp_path / "a.jpg"),  # the list, in its order; c.webp once
+        "https://example.com/p.jpg",
+        "missing.jpg",  # an input that does not exist is still an input: its row says so
+    ]
+    assert collect_inputs([str(tmp_path)]) == [str(tmp_path / "a.jpg"), str(tmp_path / "b.PNG"), *got[:2]]
+    with pytest.raises(InputError, match="cannot read the list"):
+        collect_inputs([f"@{tmp_path / 'nope.txt'}"])
+
+
+def test_resume_cuts_a_half_written_line(tmp_path: Path) -> None:
+    from denseface.batch.sinks import done_paths, open_sink
+
+    out = tmp_path / "rows.jsonl"
+    row = {"path": "a.jpg", "width": 1, "height": 1, "faces": [], "error": None}
+    out.write_text(json.dumps(row) + "\n" + '{"path":"b.jpg","wid')  # a crash mid-line
+    assert done_paths(out) == {"a.jpg"}
+    sink = open_sink(out, full=False, resume=True)
+    sink.write({**row, "path": "b.jpg"})
+    sink.close()
+    assert [r["path"] for r in read_rows(out)] == ["a.jpg", "b.jpg"]

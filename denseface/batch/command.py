@@ -6,7 +6,11 @@ import argparse
 import logging
 import os
 import signal
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from denseface.batch.rows import RowOptions
 
 log = logging.getLogger("denseface.batch")
 
@@ -15,7 +19,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _workers(text: str) -> int:
+def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
@@ -49,18 +53,23 @@ def add_parser(sub: Any) -> None:
         help="thorough (default): BlazeFace + CenterFace; fast: BlazeFace only",
     )
     p.add_argument(
-        "--workers", type=_workers, default=None, help="processes or Ray actors (default: all cores)"
+        "--workers",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="worker processes (default: all cores), or Ray actors (default: the cluster's CPUs - 2)",
     )
     p.add_argument("--resume", action="store_true", help="skip inputs already in OUT and append the rest")
     p.add_argument(
         "--ray",
         metavar="ADDRESS",
         default=None,
-        help="run on a Ray cluster with Ray Data: an address (ray://host:10001) or auto",
+        help="run with Ray Data: auto (this machine's cluster, else a new local runtime), local, "
+        "or a cluster address (ray://head:10001, head:6379)",
     )
     p.add_argument(
         "--part-rows",
-        type=_workers,
+        type=_positive,
         default=None,
         metavar="N",
         help="rows per Parquet part file (default 256; a kill loses at most the rows not yet in a part)",
@@ -73,16 +82,32 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _options(args: argparse.Namespace, env: Mapping[str, str]) -> RowOptions:
+    from denseface.batch.rows import RowOptions
+
+    return RowOptions(
+        mode=args.mode,
+        rotate=args.rotate,
+        format=args.format,
+        detector=args.detector,
+        # the server's settings for URLs, from the same variables
+        url_allow=tuple(p.strip() for p in env.get("DENSEFACE_URL_ALLOW", "").split(",") if p.strip()),
+        url_connect_timeout=float(env.get("DENSEFACE_URL_CONNECT_TIMEOUT") or 3.0),
+        url_deadline=float(env.get("DENSEFACE_URL_DEADLINE") or 8.0),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from denseface.batch.inputs import InputError
-    from denseface.batch.rows import RowOptions
     from denseface.batch.run import run_batch
     from denseface.batch.sinks import SinkError
 
-    url_allow = tuple(p.strip() for p in os.environ.get("DENSEFACE_URL_ALLOW", "").split(",") if p.strip())
-    options = RowOptions(
-        mode=args.mode, rotate=args.rotate, format=args.format, detector=args.detector, url_allow=url_allow
-    )
+    env = os.environ
+    try:
+        options = _options(args, env)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
     signal.signal(signal.SIGTERM, _interrupt)  # a kill(1) stops like Ctrl-C: OUT closed, resumable
     try:
         summary = run_batch(

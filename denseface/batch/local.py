@@ -215,5 +215,10 @@ def _how(code: int | None) -> str:
 
 def run_local(sources: Iterable[str], workers: int, config: WorkerConfig | None = None) -> Iterator[Row]:
     """Rows of ``sources`` from ``workers`` local processes (a generator: closing it stops them)."""
+    config = config or WorkerConfig()
+    if config.analyzer_factory is None:
+        from denseface.engine import models
+
+        models.locate(config.model_dir)  # missing or corrupt weights: one clear error, before any process
     with LocalPool(workers, config) as pool:
         yield from pool.map(sources)

@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from denseface.batch.rows import Row
+from denseface.batch.rows import Row, is_url
 from denseface.batch.worker import WorkerConfig, build_analyzer
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,17 @@ class RayAnalyzer:
         logging.basicConfig(level=config.log_level)
         self.options = config.options
         self.analyzer = build_analyzer(config)
-        self.fetcher = Fetcher(config.options.url_allow)
+        self.fetcher = Fetcher(config.options)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
         from denseface.batch.rows import analyze_source
 
-        rows = [analyze_source(self.analyzer, str(s), self.options, self.fetcher) for s in batch["path"]]
+        rows = []
+        for path, file in zip(batch["path"], batch["file"], strict=True):
+            row = analyze_source(self.analyzer, str(file), self.options, self.fetcher)
+            rows.append({**row, "path": str(path)})  # the input as given, as local rows have it
         return {"row": np.array([json.dumps(r, separators=(",", ":")) for r in rows], dtype=object)}
 
 
@@ -107,7 +110,9 @@ def run_ray(
     context.print_on_execution_start = False
     size = pool_size(workers)
     blocks = max(1, min(len(sources), -(-len(sources) // ROWS_PER_BLOCK)))
-    dataset = ray.data.from_items([{"path": s} for s in sources], override_num_blocks=blocks)
+    # actors do not share the driver's working directory: relative paths travel made absolute
+    items = [{"path": s, "file": s if is_url(s) else os.path.abspath(s)} for s in sources]
+    dataset = ray.data.from_items(items, override_num_blocks=blocks)
     rows = dataset.map_batches(
         RayAnalyzer,
         fn_constructor_args=(config,),

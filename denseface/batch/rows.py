@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +58,10 @@ class RowOptions:
     detector: str = "thorough"
     #: CIDRs a URL may resolve to although they are not public (as the server's DENSEFACE_URL_ALLOW)
     url_allow: tuple[str, ...] = ()
+    #: seconds to connect / for the whole download, the server's defaults (DENSEFACE_URL_CONNECT_TIMEOUT,
+    #: DENSEFACE_URL_DEADLINE)
+    url_connect_timeout: float = 3.0
+    url_deadline: float = 8.0
 
     def __post_init__(self) -> None:
         if self.mode not in (0, 1):
@@ -77,15 +80,19 @@ class Fetcher:
     limits), so a URL in a list gets exactly the checks and limits a ``Url`` parameter gets. Built on
     the first URL: a batch of files never imports httpx."""
 
-    def __init__(self, url_allow: tuple[str, ...] = ()) -> None:
-        self.url_allow = url_allow
+    def __init__(self, options: RowOptions | None = None) -> None:
+        self.options = options or RowOptions()
         self._fetcher: UrlFetcher | None = None
 
     def fetch(self, url: str) -> bytes:
         if self._fetcher is None:
             from denseface.rpc.fetch import UrlFetcher, parse_networks
 
-            self._fetcher = UrlFetcher(allow_networks=parse_networks(self.url_allow))
+            self._fetcher = UrlFetcher(
+                allow_networks=parse_networks(self.options.url_allow),
+                connect_timeout=self.options.url_connect_timeout,
+                deadline=self.options.url_deadline,
+            )
         return self._fetcher.fetch_sync(url)
 
 
@@ -111,7 +118,7 @@ def analyze_source(
     width: int | None = None
     height: int | None = None
     try:
-        decoded = decode_bytes(read_source(source, fetcher or Fetcher(options.url_allow)))
+        decoded = decode_bytes(read_source(source, fetcher or Fetcher(options)))
         if decoded.format not in ACCEPTED_FORMATS:
             raise UnsupportedFormatError(
                 f"{decoded.format or 'this'} images are not analysed; use JPEG, PNG, BMP, WebP or TIFF"
@@ -163,8 +170,3 @@ def error_row(
         "faces": [],
         "error": {"code": code, "message": message},
     }
-
-
-def summary_counts(rows: Sequence[Row]) -> tuple[int, int]:
-    """(faces, errors) over ``rows``."""
-    return sum(len(r["faces"]) for r in rows), sum(r["error"] is not None for r in rows)

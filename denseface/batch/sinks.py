@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from denseface.batch.rows import Row
 
 PART_ROWS = 256
 _PATH_PREFIX = '{"path":'
+_SPACES = re.compile(r"[ \t]*")
 
 
 class SinkError(ValueError):
@@ -51,6 +53,7 @@ def open_sink(out: str | os.PathLike[str], *, full: bool, resume: bool, part_row
     if not resume and _has_content(path):
         raise SinkError(f"{path} exists: pass --resume to continue it, or remove it")
     if kind == "jsonl":
+        path.parent.mkdir(parents=True, exist_ok=True)
         return JsonlSink(path)
     return ParquetSink(path, full=full, part_rows=part_rows)
 
@@ -96,7 +99,8 @@ def _jsonl_paths(path: Path) -> Iterable[str]:
             if not line.endswith("\n"):
                 break  # a cut last line: not a row
             if line.startswith(_PATH_PREFIX):  # our own rows: read the path only
-                yield decoder.raw_decode(line, len(_PATH_PREFIX))[0]
+                start = _SPACES.match(line, len(_PATH_PREFIX))
+                yield decoder.raw_decode(line, start.end() if start else len(_PATH_PREFIX))[0]
             elif line.strip():
                 yield json.loads(line)["path"]
 

@@ -13,6 +13,7 @@ parent process is gone, even by SIGKILL, so no worker outlives its batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from denseface.batch.rows import RowOptions
+from denseface.errors import DensefaceError
 
 if TYPE_CHECKING:
     from denseface.api import Analyzer
@@ -64,12 +66,14 @@ def worker_main(conn: Connection, config: WorkerConfig, index: int) -> None:
     _exit_with_parent()
     from denseface.batch.rows import Fetcher, analyze_source
 
-    fetcher = Fetcher(config.options.url_allow)
+    fetcher = Fetcher(config.options)
     try:
         analyzer = build_analyzer(config)
     except Exception as exc:
-        log.exception("could not load the models")
-        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        if not isinstance(exc, DensefaceError):
+            log.exception("could not load the models")
+        with contextlib.suppress(OSError):  # the parent may already have stopped the batch
+            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", os.getpid()))
     while True:

@@ -67,6 +67,7 @@ bench: setup
 	$(PY) benchmarks/recall.py
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/http_load.py
+	$(PY) benchmarks/batch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         for name, run in configs.items():
             result = measure(run, photos)
+            if name in best and "process_rss_mb" in best[name]:  # the first round's, before Ray came in
+                result["process_rss_mb"] = best[name]["process_rss_mb"]
             if name not in best or result["photos_per_s"] > best[name]["photos_per_s"]:
                 best[name] = result
     load_after = os.getloadavg()

@@ -353,3 +353,32 @@ def test_resume_cuts_a_half_written_line(tmp_path: Path) -> None:
     sink.write({**row, "path": "b.jpg"})
     sink.close()
     assert [r["path"] for r in read_rows(out)] == ["a.jpg", "b.jpg"]
+
+
+def test_ray_actor_that_dies_is_replaced_and_its_photo_retried_then_an_error_row(
+    model_dir: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    from denseface.batch.on_ray import run_ray
+
+    photo = Image.open(folder / "b.jpg")
+    photo.resize((300, 400)).save(tmp_path / "poison.png")  # kills every actor that analyses it
+    photo.resize((310, 410)).save(tmp_path / "flaky.png")  # kills the first actor only
+    factory = functools.partial(killing_analyzer, model_dir, (300, 400), (310, 410), tmp_path / "killed")
+    sources = [str(tmp_path / "poison.png"), str(folder / "a.png"), str(tmp_path / "flaky.png")]
+    sources.append(str(folder / "sub" / "c.jpg"))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # Ray's worker processes import tests.batch_faults
+    ray.init(num_cpus=4, include_dashboard=False)
+    try:
+        rows = by_path(list(run_ray(sources, workers=2, config=WorkerConfig(analyzer_factory=factory))))
+    finally:
+        ray.shutdown()
+    assert set(rows) == set(sources)
+    poison = rows[sources[0]]["error"]
+    assert poison["code"] == "FailedOperation.ServerError"
+    assert "died, twice" in poison["message"]
+    assert (tmp_path / "killed").exists()
+    for source in sources[1:]:  # the others, the flaky one included, analysed
+        assert rows[source]["error"] is None
+        assert len(rows[source]["faces"]) == 1

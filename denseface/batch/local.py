@@ -1,8 +1,9 @@
 """Local worker processes for a batch: N spawned processes, one Analyzer each, inputs streamed.
 
 :func:`run_local` takes an iterable of inputs and yields their rows as they finish (not in input
-order). At most one input per worker is in flight, and inputs are taken from the iterable only when a
-worker is free, so memory stays flat whatever the number of inputs.
+order). At most :data:`DEPTH` inputs per worker are in flight (the one it analyses and the next), and
+inputs are taken from the iterable only as workers finish, so memory stays flat whatever the number
+of inputs.
 
 A worker that dies (SIGKILL, a segfault in native code, the OOM killer) is replaced at once by a fresh
 process; the input it held is tried once more, on another worker, and if that one dies too the input's
@@ -18,7 +19,8 @@ import contextlib
 import logging
 import multiprocessing
 import signal
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 SERVER_ERROR = InferenceError.code  # FailedOperation.ServerError
 #: a slot whose processes die this many times in a row before one is ready stops the batch
 MAX_FAILED_STARTS = 3
+#: inputs sent to a worker ahead: the one it works on and the next, waiting in its pipe, so that it
+#: never waits for this process to read a row before it can start the next photo
+DEPTH = 2
 
 
 @dataclass
@@ -47,7 +52,7 @@ class _Slot:
         self.index = index
         self.process: BaseProcess | None = None
         self.conn: Connection | None = None
-        self.job: _Job | None = None
+        self.jobs: collections.deque[_Job] = collections.deque()  # the first is being analysed
         self.ready = False
         self.failed_starts = 0
         self.restarts = 0
@@ -93,8 +98,8 @@ class LocalPool:
             return _Job(seq, source)
 
         for slot in self._slots:
-            self._give(slot, next_job())
-        while any(slot.job is not None for slot in self._slots):
+            self._fill(slot, next_job)
+        while any(slot.jobs for slot in self._slots):
             waitables: list[Any] = []
             for slot in self._slots:
                 if slot.conn is not None and slot.process is not None:
@@ -105,18 +110,18 @@ class LocalPool:
                     continue
                 message = self._receive(slot) if slot.conn in ready else None
                 if message is not None:
-                    if message[0] == "row":
-                        job, slot.job = slot.job, None
-                        self._give(slot, next_job())  # the worker is busy again before the row is written
-                        if job is not None and job.seq == message[1]:
-                            yield message[2]
+                    if message[0] == "row" and slot.jobs and slot.jobs[0].seq == message[1]:
+                        slot.jobs.popleft()
+                        self._fill(slot, next_job)
+                        yield message[2]
                     continue
                 if slot.process.sentinel in ready or slot.conn in ready:  # it exited (or closed its pipe)
-                    lost, how = self._died(slot)
+                    lost, waiting, how = self._died(slot)
+                    retries.extendleft(reversed(waiting))  # they never started: as they were
                     if lost is not None and lost.attempt == 0:
                         retries.appendleft(_Job(lost.seq, lost.source, 1))
                     self._spawn(slot)
-                    self._give(slot, next_job())
+                    self._fill(slot, next_job)
                     if lost is not None and lost.attempt > 0:
                         yield error_row(
                             lost.source,
@@ -126,6 +131,9 @@ class LocalPool:
                         )
 
     def close(self, timeout: float = 5.0) -> None:
+        """Stop the workers: each finishes the photo it holds (its row is dropped), within ``timeout``
+        for all of them together; then the rest are killed."""
+        deadline = time.monotonic() + timeout
         for slot in self._slots:
             if slot.conn is not None:
                 with contextlib.suppress(OSError):
@@ -134,7 +142,7 @@ class LocalPool:
                 slot.conn = None
         for slot in self._slots:
             if slot.process is not None:
-                slot.process.join(timeout)
+                slot.process.join(max(0.0, deadline - time.monotonic()))
                 if slot.process.is_alive():
                     slot.process.kill()
                     slot.process.join(timeout)
@@ -151,11 +159,15 @@ class LocalPool:
         )
         process.start()
         child_end.close()
-        slot.process, slot.conn, slot.ready, slot.job = process, parent_end, False, None
+        slot.process, slot.conn, slot.ready = process, parent_end, False
+        slot.jobs.clear()
 
-    def _give(self, slot: _Slot, job: _Job | None) -> None:
-        slot.job = job
-        if job is not None and slot.conn is not None:
+    def _fill(self, slot: _Slot, next_job: Callable[[], _Job | None]) -> None:
+        while len(slot.jobs) < DEPTH and slot.conn is not None:
+            job = next_job()
+            if job is None:
+                return
+            slot.jobs.append(job)
             with contextlib.suppress(OSError):  # it died: its sentinel says so next
                 slot.conn.send((job.seq, job.source))
 
@@ -174,11 +186,12 @@ class LocalPool:
             raise ModelsMissingError(f"a batch worker could not start: {message[1]}")
         return message
 
-    def _died(self, slot: _Slot) -> tuple[_Job | None, str]:
-        """Reap the worker in ``slot``; return the job it held and how it ended."""
+    def _died(self, slot: _Slot) -> tuple[_Job | None, list[_Job], str]:
+        """Reap the worker in ``slot``: the job it was analysing (None if it never got ready), the jobs
+        that were waiting for it, and how it ended."""
         process = slot.process
         if process is None:
-            return None, "stopped"
+            return None, [], "stopped"
         if slot.conn is not None:
             slot.conn.close()
             slot.conn = None
@@ -187,7 +200,9 @@ class LocalPool:
             process.kill()
             process.join(5)
         how = _how(process.exitcode)
-        job, slot.job = slot.job, None
+        held = list(slot.jobs)
+        slot.jobs.clear()
+        job = held.pop(0) if held and slot.ready else None
         if not slot.ready:
             slot.failed_starts += 1
             if slot.failed_starts >= MAX_FAILED_STARTS:
@@ -199,7 +214,7 @@ class LocalPool:
         where = f" while analysing {job.source}" if job is not None else ""
         retry = " (tried again on a new worker)" if job is not None and job.attempt == 0 else ""
         log.error("batch worker %d (pid %s) %s%s%s", slot.index, process.pid, how, where, retry)
-        return job, how
+        return job, held, how
 
 
 def _how(code: int | None) -> str:

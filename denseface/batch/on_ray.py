@@ -24,11 +24,13 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from denseface.batch.rows import Row, is_url
+from denseface.batch.rows import Row, error_row, is_url
 from denseface.batch.worker import WorkerConfig, build_analyzer
+from denseface.errors import InferenceError
 
 log = logging.getLogger(__name__)
 
+SERVER_ERROR = InferenceError.code  # FailedOperation.ServerError
 ROWS_PER_BLOCK = 4  # small blocks: each is one actor call, so work spreads evenly over the pool
 
 
@@ -100,7 +102,11 @@ def pool_size(workers: int | None) -> int:
 def run_ray(
     sources: Sequence[str], *, address: str = "auto", workers: int | None = None, config: WorkerConfig
 ) -> Iterator[Row]:
-    """Rows of ``sources`` from an actor pool on the Ray cluster at ``address``."""
+    """Rows of ``sources`` from an actor pool on the Ray cluster at ``address``.
+
+    An actor that dies is restarted by Ray and its block tried once more; a block that fails again is
+    dropped by Ray Data (not the whole data set) and its inputs are tried again one by one; an input
+    whose actor dies then too gets ``FailedOperation.ServerError``, as with local workers."""
     if not sources:
         return
     ray = _ray()
@@ -108,18 +114,37 @@ def run_ray(
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the batch's own progress reports
     context.print_on_execution_start = False
+    context.max_errored_blocks = -1  # a block whose actor died twice is dropped, not the batch
     size = pool_size(workers)
-    blocks = max(1, min(len(sources), -(-len(sources) // ROWS_PER_BLOCK)))
+    seen: set[str] = set()
+    for row in _map(ray, sources, size, config, ROWS_PER_BLOCK):
+        seen.add(row["path"])
+        yield row
+    lost = [s for s in sources if s not in seen]
+    if lost:
+        log.error("%d inputs were lost with Ray actors that died: trying them again one by one", len(lost))
+        for row in _map(ray, lost, min(size, len(lost)), config, 1):
+            seen.add(row["path"])
+            yield row
+    for source in sources:
+        if source not in seen:
+            message = "the Ray actor analysing this photo died, twice; the photo was not analysed"
+            yield error_row(source, SERVER_ERROR, message)
+
+
+def _map(ray: Any, sources: Sequence[str], size: int, config: WorkerConfig, per_block: int) -> Iterator[Row]:
+    blocks = max(1, -(-len(sources) // per_block))
     # actors do not share the driver's working directory: relative paths travel made absolute
     items = [{"path": s, "file": s if is_url(s) else os.path.abspath(s)} for s in sources]
-    dataset = ray.data.from_items(items, override_num_blocks=blocks)
-    rows = dataset.map_batches(
+    rows = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
         RayAnalyzer,
         fn_constructor_args=(config,),
-        batch_size=ROWS_PER_BLOCK,
+        batch_size=per_block,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=size),
         num_cpus=1,
+        max_restarts=-1,  # a dead actor is replaced …
+        max_task_retries=1,  # … and its block tried once more (Ray Data's default: forever)
     )
     log.info("Ray: %d inputs in %d blocks over %d actors", len(sources), blocks, size)
     for item in rows.iter_rows():

@@ -36,4 +36,5 @@ def test_quick_run_prints_tables_and_json(model_dir: Path, tmp_path: Path) -> No
     assert len(results["local 2"]["rss_mb"]) == 2
     assert all(rss > 50 for rss in results["local 1"]["rss_mb"] + results["local 2"]["rss_mb"])
     assert results["local 2"]["restarts"] == 0
-    assert set(data["ratios"]) == {"2 workers ÷ 1 worker", "1 worker ÷ library loop", "Ray 2 ÷ local 2"}
+    assert {"2 workers ÷ 1 worker", "1 worker ÷ library loop", "Ray 2 ÷ local 2"} <= set(data["ratios"])
+    assert all(isinstance(r["cpu_ms_per_photo"], float) for r in results.values())  # noise: any sign

@@ -141,7 +141,11 @@ def _map(ray: Any, sources: Sequence[str], size: int, config: WorkerConfig, per_
         fn_constructor_args=(config,),
         batch_size=per_block,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=size),
+        # one by one, also one task at a time per actor: a task queued on an actor dies with it, and
+        # an innocent photo queued behind a deadly one would use up its retry there
+        compute=ray.data.ActorPoolStrategy(
+            size=size, **({"max_tasks_in_flight_per_actor": 1} if per_block == 1 else {})
+        ),
         num_cpus=1,
         max_restarts=-1,  # a dead actor is replaced …
         max_task_retries=1,  # … and its block tried once more (Ray Data's default: forever)

@@ -13,7 +13,7 @@ NODE_DIR := tests/node
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,parquet,ray]'
 	touch $@
 
 setup: $(VENV)/.installed models
@@ -79,6 +79,7 @@ bench: setup
 	$(PY) benchmarks/http_load.py
 	$(PY) benchmarks/http_load.py --metering
 	$(PY) benchmarks/video.py
+	$(PY) benchmarks/batch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_DIR)/node_modules

@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     from denseface.keys_cli import add_parser as add_keys_parser
 
     add_keys_parser(sub)
+    from denseface.batch.command import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 

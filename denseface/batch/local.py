@@ -18,7 +18,6 @@ import collections
 import contextlib
 import logging
 import multiprocessing
-import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 from denseface.batch.rows import Row, error_row
 from denseface.batch.worker import WorkerConfig, worker_main
 from denseface.errors import DensefaceError, InferenceError, ModelsMissingError
+from denseface.processes import describe_exit
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class LocalPool:
         if process.is_alive():  # it closed its pipe but lives on
             process.kill()
             process.join(5)
-        how = _how(process.exitcode)
+        how = describe_exit(process.exitcode)
         held = list(slot.jobs)
         slot.jobs.clear()
         job = held.pop(0) if held and slot.ready else None
@@ -215,17 +215,6 @@ class LocalPool:
         retry = " (tried again on a new worker)" if job is not None and job.attempt == 0 else ""
         log.error("batch worker %d (pid %s) %s%s%s", slot.index, process.pid, how, where, retry)
         return job, held, how
-
-
-def _how(code: int | None) -> str:
-    if code is None:
-        return "did not exit"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with status {code}"
 
 
 def run_local(sources: Iterable[str], workers: int, config: WorkerConfig | None = None) -> Iterator[Row]:

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from denseface.batch.rows import RowOptions
 from denseface.errors import DensefaceError
+from denseface.processes import exit_with_parent
 
 if TYPE_CHECKING:
     from denseface.api import Analyzer
@@ -63,7 +62,7 @@ def worker_main(conn: Connection, config: WorkerConfig, index: int) -> None:
         format=f"%(levelname)s %(name)s [batch worker {index}]: %(message)s",
         stream=sys.stderr,
     )
-    _exit_with_parent()
+    exit_with_parent()
     from denseface.batch.rows import Fetcher, analyze_source
 
     fetcher = Fetcher(config.options)
@@ -89,16 +88,3 @@ def worker_main(conn: Connection, config: WorkerConfig, index: int) -> None:
             conn.send(("row", seq, row))
         except OSError:  # the parent closed the pipe: the batch stops
             return
-
-
-def _exit_with_parent() -> None:
-    parent = multiprocessing.parent_process()
-    sentinel = parent.sentinel if parent is not None else None
-    if sentinel is None:
-        return
-
-    def watch() -> None:
-        wait([sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="denseface-parent-watch", daemon=True).start()

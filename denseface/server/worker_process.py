@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import faulthandler
 import logging
-import multiprocessing
 import os
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from denseface.errors import DensefaceError
+from denseface.processes import exit_with_parent
 from denseface.rpc.service import SERVER_ERROR, ServiceOptions
 from denseface.server.wire import error_header, recv_job, send_message
 
@@ -64,7 +62,7 @@ def worker_main(sock: socket.socket, config: WorkerConfig, index: int) -> None:
         format=f"%(levelname)s %(name)s [worker {index}]: %(message)s",
         stream=sys.stderr,
     )
-    _exit_with_parent()
+    exit_with_parent()
     from denseface.api import Analyzer  # the models' code: imported in worker processes only
     from denseface.rpc.analysis import analyze_job
 
@@ -99,18 +97,3 @@ def worker_main(sock: socket.socket, config: WorkerConfig, index: int) -> None:
             send_message(sock, header, body)
         except OSError:
             return
-
-
-def _exit_with_parent() -> None:
-    """Exit as soon as the server process is gone, even while a job runs (a watcher thread that never
-    touches the models)."""
-    parent = multiprocessing.parent_process()
-    sentinel = parent.sentinel if parent is not None else None
-    if sentinel is None:
-        return
-
-    def watch() -> None:
-        wait([sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="denseface-parent-watch", daemon=True).start()

@@ -27,7 +27,6 @@ import asyncio
 import collections
 import logging
 import multiprocessing
-import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from denseface.errors import DensefaceError, InferenceError
+from denseface.processes import describe_exit
 from denseface.rpc.service import AnalyzeJob
 from denseface.server.wire import WireError, job_frames, read_message, rebuild_error
 from denseface.server.worker_process import WorkerConfig, worker_main
@@ -368,12 +368,4 @@ async def _reap(process: BaseProcess) -> str:
     else:
         process.kill()  # it closed its socket or broke the protocol but did not exit
         await asyncio.to_thread(process.join, 5)
-    code = process.exitcode
-    if code is None:
-        return "did not exit"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with status {code}"
+    return describe_exit(process.exitcode)

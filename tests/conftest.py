@@ -56,6 +56,21 @@ REGION_COUNTS = {
     "Forehead": 120,
 }
 
+# AnalyzeFace's FaceShape, written out from the issue (tests/test_analyze_face.py checks it against
+# the SDK's model)
+SHAPE90 = {
+    "FaceProfile": 21,
+    "LeftEye": 8,
+    "RightEye": 8,
+    "LeftEyeBrow": 8,
+    "RightEyeBrow": 8,
+    "Mouth": 22,
+    "Nose": 13,
+    "LeftPupil": 1,
+    "RightPupil": 1,
+}
+ANALYZE_FACE_FIELDS = {"ImageWidth", "ImageHeight", "FaceShapeSet", "FaceModelVersion", "RequestId"}
+
 # Test keys, written to a temporary credentials file (not secrets).
 SECRET_ID = "AKIDdensefaceTEST0000000000000000000"
 SECRET_KEY = "denseface-test-secret-key-0123456789abcd"

@@ -22,22 +22,9 @@ from tencentcloud.iai.v20200303 import models as models_2020
 
 from denseface.api import Analyzer
 from denseface.engine.result import Face
-from tests.conftest import LANDMARKS, LiveServer, shared
+from tests.conftest import ANALYZE_FACE_FIELDS, LANDMARKS, SHAPE90, LiveServer, shared
 from tests.test_sdk import V2018, V2020, Photo, envelope, error_code, make_client, sdk_error, signed_post
 
-# Tencent's FaceShape, written out from the issue (and checked against the SDK's model below)
-SHAPE90 = {
-    "FaceProfile": 21,
-    "LeftEye": 8,
-    "RightEye": 8,
-    "LeftEyeBrow": 8,
-    "RightEyeBrow": 8,
-    "Mouth": 22,
-    "Nose": 13,
-    "LeftPupil": 1,
-    "RightPupil": 1,
-}
-FIELDS = {"ImageWidth", "ImageHeight", "FaceShapeSet", "FaceModelVersion", "RequestId"}
 ACTION = "AnalyzeFace"
 CROWD: Path = shared("robustness", "deepface", "selfie-many-people.jpg")  # 6 faces
 
@@ -47,7 +34,7 @@ def test_sdk_face_shape_has_these_regions() -> None:
     for models in (models_2018, models_2020):
         fields = {name[1:] for name in vars(models.FaceShape())}
         assert fields == set(SHAPE90)
-        assert {name[1:] for name in vars(models.AnalyzeFaceResponse())} == FIELDS
+        assert {name[1:] for name in vars(models.AnalyzeFaceResponse())} == ANALYZE_FACE_FIELDS
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +280,7 @@ def test_raw_fields_and_unknown_parameter(live_server: LiveServer, two_people: P
     """Exactly Tencent's fields; a parameter AnalyzeFace does not have is UnknownParameter."""
     with httpx.Client(base_url=live_server.base_url, timeout=30) as http:
         inner = envelope(signed_post(http, live_server, {"Image": two_people.b64}, action=ACTION))
-        assert set(inner) == FIELDS
+        assert set(inner) == ANALYZE_FACE_FIELDS
         for shape in inner["FaceShapeSet"]:
             assert list(shape) == list(SHAPE90)
             assert all(set(p) == {"X", "Y"} for region in SHAPE90 for p in shape[region])

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import REGION_COUNTS, LiveServer, shared
+from tests.conftest import REGION_COUNTS, SHAPE90, LiveServer, shared
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -359,19 +359,6 @@ def test_layout_view_shows_reference_figure(page_factory: Any, tmp_path: Path) -
     page.click("#tab-analyze")
     assert page.is_visible("#panel-analyze")
     assert problems.errors == []
-
-
-SHAPE90 = {
-    "FaceProfile": 21,
-    "LeftEye": 8,
-    "RightEye": 8,
-    "LeftEyeBrow": 8,
-    "RightEyeBrow": 8,
-    "Mouth": 22,
-    "Nose": 13,
-    "LeftPupil": 1,
-    "RightPupil": 1,
-}
 
 
 @pytest.mark.browser

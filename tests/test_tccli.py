@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.conftest import REGION_COUNTS, LiveServer, shared
+from tests.conftest import ANALYZE_FACE_FIELDS, REGION_COUNTS, SHAPE90, LiveServer, shared
 
 TCCLI = Path(sys.executable).parent / "tccli"
 
@@ -130,24 +130,15 @@ def test_tccli_analyze_face(
     result = tccli(live_server, tmp_path, *args, action="AnalyzeFace")
     assert result.returncode == 0, result.stdout + result.stderr
     response = json.loads(result.stdout)
-    assert set(response) == {"ImageWidth", "ImageHeight", "FaceShapeSet", "FaceModelVersion", "RequestId"}
+    assert set(response) == ANALYZE_FACE_FIELDS
     assert (response["ImageWidth"], response["ImageHeight"], response["FaceModelVersion"]) == (
         width,
         height,
         "2.0",
     )
-    counts = {
-        "FaceProfile": 21,
-        "LeftEye": 8,
-        "RightEye": 8,
-        "LeftEyeBrow": 8,
-        "RightEyeBrow": 8,
-        "Mouth": 22,
-    }
-    counts |= {"Nose": 13, "LeftPupil": 1, "RightPupil": 1}
     assert len(response["FaceShapeSet"]) == 2
     for shape in response["FaceShapeSet"]:
-        assert {region: len(points) for region, points in shape.items()} == counts
+        assert {region: len(points) for region, points in shape.items()} == SHAPE90
         assert all(type(p["X"]) is int and 0 <= p["X"] < width for points in shape.values() for p in points)
     bad = tccli(
         live_server, tmp_path, "--cli-unfold-argument", "--Image", b64, "--Mode", "3", action="AnalyzeFace"

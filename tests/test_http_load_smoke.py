@@ -12,19 +12,26 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
-def test_http_load_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "load.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "http_load.py")]
-    args = ["--duration", "1", "--levels", "1,4", "--no-library", "--warmup", "2", "--json", str(out)]
+def run_benchmark(
+    script: str, *args: str, model_dir: Path, cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/SCRIPT ARGS`` in a child process on the test models; asserts it exited 0."""
     done = subprocess.run(
-        [*command, *args],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
-        timeout=120,
-        cwd=tmp_path,
+        timeout=timeout,
+        cwd=cwd,
         env={**os.environ, "DENSEFACE_MODEL_DIR": str(model_dir)},
     )
     assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def test_http_load_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    args = ["--duration", "1", "--levels", "1,4", "--no-library", "--warmup", "2", "--json", str(out)]
+    done = run_benchmark("http_load.py", *args, model_dir=model_dir, cwd=tmp_path)
     assert "| concurrency | requests | req/s |" in done.stdout
     report = json.loads(out.read_text())
     assert [level["concurrency"] for level in report["levels"]] == [1, 4]
@@ -39,33 +46,19 @@ def test_http_load_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_handoff_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "handoff.py"), "--jobs", "20"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={**os.environ, "DENSEFACE_MODEL_DIR": str(model_dir)},
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    done = run_benchmark("handoff.py", "--jobs", "20", model_dir=model_dir, cwd=tmp_path)
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "ms" not in line]
     assert len(rows) == 4, done.stdout  # the three jobs (and the alignment row)
 
 
 def test_metering_benchmark_smoke(model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "metering.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "http_load.py"), "--metering", "--requests", "6"]
-    args = ["--levels", "2", "--rounds", "1", "--warmup", "2", "--workers", "1", "--json", str(out)]
+    args = ["--metering", "--requests", "6", "--levels", "2", "--rounds", "1", "--warmup", "2"]
+    args += ["--workers", "1", "--json", str(out)]
     stores = "off,sqlite,redis" if shutil.which("redis-server") else "off,sqlite"
-    done = subprocess.run(
-        [*command, *args, "--stores", stores],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=tmp_path,
-        env={**os.environ, "DENSEFACE_MODEL_DIR": str(model_dir)},
+    done = run_benchmark(
+        "http_load.py", *args, "--stores", stores, model_dir=model_dir, cwd=tmp_path, timeout=180
     )
-    assert done.returncode == 0, done.stderr[-4000:]
     assert "| store | request | c |" in done.stdout
     rows = json.loads(out.read_text())["metering"]
     assert [(r["store"], r["request"]) for r in rows] == [

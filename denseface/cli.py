@@ -154,7 +154,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: an integer ≥ 1 (also used by the batch subcommand)."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotate", action="store_true", help="also find faces turned by 90/180/270 degrees")
     p.add_argument("--no-smooth", action="store_true", help="raw points (no One Euro filter)")
     p.add_argument(
-        "--detect-every", type=_positive, default=10, metavar="K", help="run the detectors every K frames"
+        "--detect-every", type=positive_int, default=10, metavar="K", help="run the detectors every K frames"
     )
     p.add_argument("--detector", choices=("fast", "thorough"), default="thorough", help="as for analyze")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

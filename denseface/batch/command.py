@@ -9,6 +9,8 @@ import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from denseface.cli import positive_int  # the same argparse types as the other subcommands
+
 if TYPE_CHECKING:
     from denseface.batch.rows import RowOptions
 
@@ -17,13 +19,6 @@ log = logging.getLogger("denseface.batch")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -54,7 +49,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--workers",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="N",
         help="worker processes (default: all cores), or Ray actors (default: the cluster's CPUs - 2)",
@@ -69,7 +64,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--part-rows",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="N",
         help="rows per Parquet part file (default 256; a kill loses at most the rows not yet in a part)",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from http_load import make_jpeg
+from loadgen import make_jpeg
 
 from denseface.errors import DensefaceError
 from denseface.rpc.service import AnalyzeJob

@@ -29,7 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import http_load
+import loadgen
 from procstats import cpu_s
 
 EMPTY_CODE = "InvalidParameterValue.ImageEmpty"
@@ -41,6 +41,8 @@ class Unmetered:
     name = "off"
 
     async def start(self) -> None: ...
+
+    async def ping(self) -> None: ...
 
     async def admit(self, admission: Any, *, day: str) -> str:
         return "OK"
@@ -112,12 +114,12 @@ class Server:
 def start(args: argparse.Namespace, store: str, work: Path) -> Server:
     work.mkdir()
     redis, url = start_redis(work) if store == "redis" else (None, None)
-    proc, port, log_path, _ = http_load.start_server(work, args.workers, args.detector, store, url)
+    proc, port, log_path, _ = loadgen.start_server(work, args.workers, args.detector, store, url)
     return Server(store, proc, port, log_path, redis)
 
 
 def stop(server: Server) -> None:
-    http_load.stop_server(server.proc)
+    loadgen.stop_server(server.proc)
     if server.proc.returncode not in (0, -15):
         print(server.log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
     if server.redis is not None:
@@ -125,12 +127,12 @@ def stop(server: Server) -> None:
         server.redis.wait(timeout=10)
 
 
-def one_load(client: Any, server: Server, spec: http_load.LoadSpec) -> dict[str, Any]:
+def one_load(client: Any, server: Server, spec: loadgen.LoadSpec) -> dict[str, Any]:
     """One load on ``server``: its result plus main/redis CPU seconds and store seconds it cost."""
     main0, store0 = cpu_s(server.proc.pid), store_seconds(server.port)
     redis0 = cpu_s(server.redis.pid) if server.redis else 0.0
     started = time.perf_counter()
-    result = asdict(client.submit(http_load.run_load, spec).result(timeout=3600))
+    result = asdict(client.submit(loadgen.run_load, spec).result(timeout=3600))
     result["elapsed_s"] = time.perf_counter() - started
     result["main_cpu_s"] = cpu_s(server.proc.pid) - main0
     result["redis_cpu_s"] = cpu_s(server.redis.pid) - redis0 if server.redis else 0.0
@@ -167,13 +169,13 @@ def measure(args: argparse.Namespace, image_b64: str, stores: list[str], work: P
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as client:
             for server in servers:
-                warm = http_load.LoadSpec(server.port, server.proc.pid, 2, image_b64, requests=args.warmup)
-                client.submit(http_load.run_load, warm).result(timeout=600)
+                warm = loadgen.LoadSpec(server.port, server.proc.pid, 2, image_b64, requests=args.warmup)
+                client.submit(loadgen.run_load, warm).result(timeout=600)
             for round_ in range(args.rounds):
                 for level in args.levels:
                     for request, b64, expect in (("photo", image_b64, "OK"), ("empty", "", EMPTY_CODE)):
                         for server in servers[round_ % len(servers) :] + servers[: round_ % len(servers)]:
-                            spec = http_load.LoadSpec(server.port, server.proc.pid, level, b64, expect=expect)
+                            spec = loadgen.LoadSpec(server.port, server.proc.pid, level, b64, expect=expect)
                             if args.requests:
                                 spec.requests = args.requests
                             else:
@@ -227,7 +229,7 @@ def main(args: argparse.Namespace, image_b64: str) -> int:
 
 
 if __name__ == "__main__":
-    # started by http_load.start_server(store="off"): --serve PORT --credentials FILE
+    # started by loadgen.start_server(store="off"): --serve PORT --credentials FILE
     if len(sys.argv) == 5 and sys.argv[1] == "--serve" and sys.argv[3] == "--credentials":
         serve_unmetered(int(sys.argv[2]), Path(sys.argv[4]))
         sys.exit(0)

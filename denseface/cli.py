@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from denseface import __version__
+from denseface import __version__, logs
+from denseface.cli_args import positive_int
 from denseface.errors import DensefaceError
 
 log = logging.getLogger("denseface")
@@ -154,14 +155,6 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer ≥ 1 (also used by the batch subcommand)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def _figure_width(text: str) -> int:
     value = int(text)
     if value < 400:
@@ -257,11 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(logging.DEBUG if args.verbose else logging.INFO)
     try:
         code: int = args.func(args)
     except DensefaceError as exc:

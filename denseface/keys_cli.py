@@ -32,6 +32,7 @@ from denseface.rpc.credentials import (
 
 log = logging.getLogger("denseface")
 EXIT_ERROR = 1
+_UNCHANGED = object()  # an option not given to `keys set`
 
 
 def _keys_path(args: argparse.Namespace) -> Path:
@@ -91,8 +92,8 @@ def cmd_set(args: argparse.Namespace) -> int:
         changes["state"] = args.state
     if args.quota is not None:
         changes["quota"] = None if args.quota < 0 else args.quota
-    if args.qps is not None:
-        changes["qps"] = None if args.qps <= 0 else args.qps
+    if args.qps is not _UNCHANGED:
+        changes["qps"] = args.qps  # None for "default"
     if args.actions is not None:
         changes["actions"] = None if args.actions == ["all"] else _actions(args.actions)
     if not changes:
@@ -168,10 +169,16 @@ def _count(text: str) -> int:
 
 
 def _rate(text: str) -> float:
+    """A rate in requests/s: a number ≥ 0, 0 meaning unlimited (as ``DENSEFACE_QPS=0``)."""
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("a positive number")
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("a number ≥ 0 (0: unlimited)")
     return value
+
+
+def _rate_or_default(text: str) -> float | None:
+    """``default`` (the server's ``DENSEFACE_QPS``: ``None``) or a :func:`_rate`."""
+    return None if text == "default" else _rate(text)
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -198,7 +205,9 @@ def add_parser(sub: Any) -> None:
     commands = keys.add_subparsers(dest="keys_command", required=True)
 
     p = commands.add_parser("add", help="create a key (random SecretId/SecretKey, printed once)")
-    p.add_argument("--qps", type=_rate, help="its rate limit (default: the server's DENSEFACE_QPS)")
+    p.add_argument(
+        "--qps", type=_rate, help="its rate limit, requests/s; 0: unlimited (default: DENSEFACE_QPS)"
+    )
     p.add_argument("--quota", type=_count, help="successful calls it may make in all (default: no limit)")
     p.add_argument("--actions", nargs="+", metavar="ACTION", help="the actions it may call (default: all)")
     p.set_defaults(func=_guarded(cmd_add))
@@ -211,7 +220,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("secret_id")
     p.add_argument("--state", choices=STATES)
     p.add_argument("--quota", type=int, help="successful calls in all; -1: no limit")
-    p.add_argument("--qps", type=float, help="its rate limit; 0: the server's default")
+    p.add_argument(
+        "--qps",
+        type=_rate_or_default,
+        default=_UNCHANGED,
+        help="its rate limit, requests/s; 0: unlimited; default: the server's DENSEFACE_QPS",
+    )
     p.add_argument("--actions", nargs="+", metavar="ACTION", help="the actions it may call; all: every one")
     p.set_defaults(func=_guarded(cmd_set))
 

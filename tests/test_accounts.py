@@ -174,6 +174,42 @@ def test_gate_order_and_codes(tmp_path: Path) -> None:
     ]
 
 
+def test_qps_zero_means_unlimited_for_a_key_as_for_the_server(tmp_path: Path) -> None:
+    """``qps = 0`` on a key and ``DENSEFACE_QPS=0`` (the gate's default) both mean no rate limit; a
+    key's rate of 1 beside them is still applied."""
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        async def codes(gate: Gate, key: Credential, prefix: str) -> list[str]:
+            out = []
+            for i in range(5):
+                try:
+                    ticket = await gate.admit(key, "AnalyzeDenseLandmarks", f"{prefix}{i}")
+                    await gate.settle(ticket, "OK")
+                    out.append("OK")
+                except ApiError as error:
+                    out.append(error.code)
+            return out
+
+        strict_default = Gate(SqliteStore(tmp_path / "a.sqlite3"), default_qps=1)
+        unlimited_default = Gate(SqliteStore(tmp_path / "b.sqlite3"), default_qps=None)
+        return (
+            await codes(strict_default, Credential("AKIDa", SECRET, qps=0), "a"),
+            await codes(unlimited_default, Credential("AKIDb", SECRET), "b"),
+            await codes(strict_default, Credential("AKIDc", SECRET, qps=1), "c"),
+        )
+
+    key_zero, server_zero, key_one = run(scenario())  # type: ignore[misc]
+    assert key_zero == server_zero == ["OK"] * 5
+    assert key_one[0] == "OK"
+    assert "RequestLimitExceeded" in key_one
+
+
+def test_a_key_with_qps_zero_is_read_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_text(f'[[keys]]\nsecret_id = "AKIDa"\nsecret_key = "{SECRET}"\nqps = 0\n')
+    assert KeysFile(path).get("AKIDa") == Credential("AKIDa", SECRET, qps=0.0)
+
+
 def test_a_success_the_store_cannot_count_is_not_answered_as_one(tmp_path: Path) -> None:
     path = tmp_path / "u.sqlite3"
 

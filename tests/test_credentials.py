@@ -79,7 +79,6 @@ def test_empty_file_has_no_keys(tmp_path: Path) -> None:
         (f'[[keys]]\nsecret_key = "{SECRET}"\n', "secret_id"),
         ('[[keys]]\nsecret_id = "AKIDa"\n', "secret_key"),
         (f'[[keys]]\nsecret_id = "AKIDa"\nsecret_key = "{SECRET}"\nqps = -1\n', "qps"),
-        (f'[[keys]]\nsecret_id = "AKIDa"\nsecret_key = "{SECRET}"\nqps = 0\n', "qps"),
         (f'[[keys]]\nsecret_id = "AKIDa"\nsecret_key = "{SECRET}"\nqps = true\n', "qps"),
         (f'[[keys]]\nsecret_id = "AKIDa"\nsecret_key = "{SECRET}"\nqps = "5"\n', "qps"),
         (f'[[keys]]\nsecret_id = "AKIDa"\nsecret_key = "{SECRET}"\nenabled = "yes"\n', "enabled"),

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from denseface.rpc.credentials import Credential, write_keys_file
@@ -137,8 +138,13 @@ def test_redis_down_or_hung_answers_unknown_status_in_bounded_time_then_recovers
             started = time.monotonic()
             assert replicas.code(i, DOWN_ID) == "ResourceUnavailable.UnknownStatus"
             assert time.monotonic() - started < 3.0  # never a hang: socket timeouts
+        for server in replicas.servers:  # not ready (take no calls), yet alive (do not restart me)
+            assert httpx.get(f"{server.base_url}/readyz", timeout=5).status_code == 503
+            assert httpx.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
         heal()
         assert [replicas.code(i, DOWN_ID) for i in (0, 1)] == [PASSES] * 2  # no restart needed
+        for server in replicas.servers:
+            assert httpx.get(f"{server.base_url}/readyz", timeout=5).json() == {"status": "ready"}
         answered_ok += 2
     for server in replicas.servers:
         assert server.process.poll() is None

@@ -70,6 +70,7 @@ def test_request_over_the_deadline_times_out_and_the_server_keeps_serving(
             assert answer["Error"]["Code"] == "FailedOperation.RequestTimeout"  # type: ignore[index]
             assert answer["RequestId"]
         assert client.get("/healthz").json()["status"] == "ok"
+        assert client.get("/readyz").json() == {"status": "ready"}  # SQLite answers
 
 
 def test_a_normal_request_in_process(model_dir: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from denseface.cli import positive_int  # the same argparse types as the other subcommands
+from denseface.cli_args import positive_int  # the same argparse types as the other subcommands
 
 if TYPE_CHECKING:
     from denseface.batch.rows import RowOptions

@@ -1,8 +1,9 @@
 """The inputs of a batch: files, directories (recursive), globs and ``@LIST`` files, as path/URL strings.
 
 * a file is taken as given, whatever its extension (a bad one becomes an error row);
-* a directory is walked recursively, in sorted order, for files with an image extension
-  (:data:`IMAGE_EXTENSIONS`, case-insensitive; hidden files and directories are skipped);
+* a directory is walked recursively, in sorted order, for files with the extension of a format the
+  library decodes (:data:`IMAGE_EXTENSIONS`: every one ``denseface analyze`` takes, case-insensitive);
+  hidden files and directories are skipped, and the other files are listed in ``skipped``;
 * a string with ``*``, ``?`` or ``[`` that is not an existing file is a glob (``**`` recursive); what it
   matches is expanded like the above;
 * ``@LIST`` is a text file with one path, directory, glob or http(s) URL a line (blank lines and lines
@@ -21,10 +22,9 @@ import os
 from collections.abc import Iterable, Iterator
 
 from denseface.batch.rows import is_url
+from denseface.engine.decode import image_extensions
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".mpo"}
-)
+IMAGE_EXTENSIONS = image_extensions()
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -32,21 +32,23 @@ class InputError(ValueError):
     """An ``@LIST`` file that cannot be read."""
 
 
-def iter_inputs(specs: Iterable[str]) -> Iterator[str]:
-    """Every input string of ``specs``, in order, duplicates included."""
+def iter_inputs(specs: Iterable[str], skipped: list[str] | None = None) -> Iterator[str]:
+    """Every input string of ``specs``, in order, duplicates included. Files met in a directory that
+    are not images by their extension are appended to ``skipped``."""
+    sink = skipped if skipped is not None else []
     for spec in specs:
         if spec.startswith("@"):
-            yield from _iter_list(spec[1:])
+            yield from _iter_list(spec[1:], sink)
         else:
-            yield from _expand(spec)
+            yield from _expand(spec, sink)
 
 
-def collect_inputs(specs: Iterable[str]) -> list[str]:
-    """The inputs of ``specs``, each once, in the order first met."""
-    return list(dict.fromkeys(iter_inputs(specs)))
+def collect_inputs(specs: Iterable[str], skipped: list[str] | None = None) -> list[str]:
+    """The inputs of ``specs``, each once, in the order first met (see :func:`iter_inputs`)."""
+    return list(dict.fromkeys(iter_inputs(specs, skipped)))
 
 
-def _iter_list(path: str) -> Iterator[str]:
+def _iter_list(path: str, skipped: list[str]) -> Iterator[str]:
     try:
         handle = open(path, encoding="utf-8")  # noqa: SIM115 (closed below; a generator)
     except OSError as exc:
@@ -55,27 +57,31 @@ def _iter_list(path: str) -> Iterator[str]:
         for raw in handle:
             line = raw.strip()
             if line and not line.startswith("#"):
-                yield from _expand(line)
+                yield from _expand(line, skipped)
 
 
-def _expand(spec: str) -> Iterator[str]:
+def _expand(spec: str, skipped: list[str]) -> Iterator[str]:
     if is_url(spec):
         yield spec
     elif os.path.isdir(spec):
-        yield from _walk(spec)
+        yield from _walk(spec, skipped)
     elif not os.path.exists(spec) and _GLOB_CHARS.intersection(spec):
         for match in sorted(glob.iglob(spec, recursive=True)):
             if os.path.isdir(match):
-                yield from _walk(match)
+                yield from _walk(match, skipped)
             elif os.path.isfile(match):
                 yield match
     else:
         yield spec
 
 
-def _walk(directory: str) -> Iterator[str]:
+def _walk(directory: str, skipped: list[str]) -> Iterator[str]:
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            if name.startswith("."):
+                continue
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
                 yield os.path.join(root, name)
+            else:
+                skipped.append(os.path.join(root, name))

@@ -12,12 +12,13 @@ from denseface.batch.progress import Progress, Summary
 from denseface.batch.rows import Row, RowOptions
 from denseface.batch.sinks import PART_ROWS, done_paths, kind_of, open_sink
 from denseface.batch.worker import WorkerConfig
+from denseface.processes import available_cpus
 
 log = logging.getLogger("denseface.batch")
 
 
 def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 def rows_for(
@@ -35,7 +36,8 @@ def rows_for(
         return run_ray(sources, address=ray, workers=workers, config=config)
     from denseface.batch.local import run_local
 
-    return run_local(sources, workers or default_workers(), config)
+    # no more processes than photos: a worker started after the work is done only costs its start
+    return run_local(sources, max(1, min(workers or default_workers(), len(sources))), config)
 
 
 def run_batch(
@@ -65,7 +67,13 @@ def run_batch(
             model_dir=Path(model_dir) if model_dir is not None else None,
         )
     kind_of(out)
-    sources = collect_inputs(inputs)
+    not_images: list[str] = []
+    sources = collect_inputs(inputs, not_images)
+    if not_images:
+        shown = ", ".join(not_images[:5]) + (
+            f" and {len(not_images) - 5} more" if len(not_images) > 5 else ""
+        )
+        log.warning("skipped %d file(s) that are not images by their extension: %s", len(not_images), shown)
     done = done_paths(out) if resume else set()
     todo = [s for s in sources if s not in done]
     sink = open_sink(out, full=options.format == "full", resume=resume, part_rows=part_rows)

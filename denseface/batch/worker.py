@@ -17,13 +17,13 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from denseface import logs
 from denseface.batch.rows import RowOptions
 from denseface.errors import DensefaceError
 from denseface.processes import exit_with_parent
@@ -57,11 +57,7 @@ def build_analyzer(config: WorkerConfig) -> Analyzer:
 
 def worker_main(conn: Connection, config: WorkerConfig, index: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(
-        level=config.log_level,
-        format=f"%(levelname)s %(name)s [batch worker {index}]: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(config.log_level, f"batch worker {index}")
     exit_with_parent()
     from denseface.batch.rows import Fetcher, analyze_source
 
@@ -74,7 +70,10 @@ def worker_main(conn: Connection, config: WorkerConfig, index: int) -> None:
         with contextlib.suppress(OSError):  # the parent may already have stopped the batch
             conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", os.getpid()))
+    try:
+        conn.send(("ready", os.getpid()))
+    except OSError:  # the batch was over before this worker was ready (e.g. one photo, two workers)
+        return
     while True:
         try:
             job = conn.recv()

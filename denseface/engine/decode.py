@@ -8,6 +8,7 @@ library accepts whatever Pillow decodes.
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Union
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from denseface.errors import ImageDecodeError, ImageResolutionExceedError
 
@@ -41,6 +42,22 @@ class Decoded:
     @property
     def height(self) -> int:
         return int(self.rgb.shape[0])
+
+
+def image_extensions() -> frozenset[str]:
+    """The file extensions (lower case, with the dot) of every format Pillow decodes here: what
+    :func:`load` takes. Formats Pillow only identifies (stubs, MPEG) or decodes with an outside
+    program (EPS: Ghostscript) are left out."""
+    Image.init()
+    found = {".mpo"}  # MPO is opened through the JPEG plugin
+    for extension, name in Image.registered_extensions().items():
+        opener = Image.OPEN.get(name, (None,))[0]
+        if opener is None or name in ("MPEG", "EPS"):
+            continue
+        if inspect.isclass(opener) and issubclass(opener, ImageFile.StubImageFile):
+            continue
+        found.add(extension.lower())
+    return frozenset(found)
 
 
 def load(image: ImageInput) -> Decoded:

@@ -5,7 +5,7 @@ Keys come from a TOML file and/or the environment::
     [[keys]]
     secret_id = "AKID…"
     secret_key = "…"
-    qps = 20          # optional; omitted = the server's default (DENSEFACE_QPS, 50; 0 = unlimited)
+    qps = 20          # optional; 0 = unlimited (as DENSEFACE_QPS=0); omitted = the server's default
     enabled = true    # optional; default true (false: AuthFailure.SecretIdNotFound)
     quota = 1000      # optional; successful calls this key may make in all (omitted: no limit)
     state = "active"  # optional; "active" | "in-arrears" | "stopped" | "recovered"
@@ -66,7 +66,8 @@ class CredentialConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Credential:
-    """One API key. ``qps`` is its sustained request rate (``None``: the server's default rate);
+    """One API key. ``qps`` is its sustained request rate (``None``: the server's default rate; 0:
+    unlimited, the same meaning as ``DENSEFACE_QPS=0``);
     ``quota`` the successful calls it may make in all (``None``: no limit); ``state`` its account state
     (:data:`STATES`); ``actions`` the actions it may call (``None``: all)."""
 
@@ -147,8 +148,8 @@ def _credential_from_table(table: object, where: str) -> Credential:
     secret_id = _check_secret(table.get("secret_id"), "secret_id", where)
     secret_key = _check_secret(table.get("secret_key"), "secret_key", f"{where} ({secret_id})")
     qps: Any = table.get("qps")
-    if qps is not None and (isinstance(qps, bool) or not isinstance(qps, (int, float)) or not qps > 0):
-        raise CredentialConfigError(f"{where} ({secret_id}): qps must be a positive number")
+    if qps is not None and (isinstance(qps, bool) or not isinstance(qps, (int, float)) or not qps >= 0):
+        raise CredentialConfigError(f"{where} ({secret_id}): qps must be a number ≥ 0 (0: unlimited)")
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise CredentialConfigError(f"{where} ({secret_id}): enabled must be true or false")

@@ -1,4 +1,5 @@
-"""The ASGI app: the Tencent-compatible API at ``/``, the page, ``/healthz`` and ``/metrics``.
+"""The ASGI app: the Tencent-compatible API at ``/``, the page, ``/healthz`` (liveness), ``/readyz``
+(readiness) and ``/metrics``.
 
 ``GET /`` with no query string and no ``Authorization`` header is the page; every other request to
 ``/`` is an API call. Every API answer is HTTP 200 with ``Content-Type: application/json`` (exactly:
@@ -339,6 +340,22 @@ def create_app(state: ApiApp) -> Starlette:
         }
         return JSONResponse(body, status_code=200 if stats.alive else 503)
 
+    async def readyz(request: Request) -> Response:
+        """Readiness (``/healthz`` is liveness): every worker up and the usage store answering. Not
+        ready while Redis is unreachable, so a load balancer sends calls to replicas that can count
+        them; the process itself is fine (liveness stays 200) and recovers when Redis does."""
+        pool = state.pool
+        if pool is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        stats = pool.stats()
+        if stats.alive < stats.size:
+            return JSONResponse({"status": "workers starting"}, status_code=503)
+        try:
+            await state.gate.store.ping()
+        except StoreUnavailable:
+            return JSONResponse({"status": "usage store unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -378,6 +395,7 @@ def create_app(state: ApiApp) -> Starlette:
     routes = [
         Route("/", root, methods=methods),  # other methods reach `other_method` (UnsupportedProtocol)
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]

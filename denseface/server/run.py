@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 from urllib.parse import quote
@@ -107,12 +108,14 @@ def serve(
     log.info("accepting keys: %s", ids)
     log.info("usage store: %s", "Redis (DENSEFACE_REDIS_URL)" if settings.redis_url else "SQLite")
     if local is not None:
-        # Shown once on the operator's terminal (stdout), never logged: the generated local key.
+        # The generated local key, shown once on the operator's terminal; never logged, and never
+        # written where stdout is not a terminal (a container's stdout is its log).
         credentials_file = settings.config_dir / "credentials.toml"
+        link = page_link(settings.host, settings.port, local) if sys.stdout.isatty() else None
         sys.stdout.write(
             f"\n  denseface is starting on http://{settings.host}:{settings.port}\n"
             f"  local API key: SecretId {local.secret_id} (SecretKey in {credentials_file})\n"
-            f"  open the page: {page_link(settings.host, settings.port, local)}\n\n"
+            + (f"  open the page: {link}\n\n" if link else "\n")
         )
         sys.stdout.flush()
     uvicorn.run(
@@ -120,7 +123,16 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines through the root logger: one format (denseface.logs)
         server_header=False,
         proxy_headers=False,
+        # SIGTERM/Ctrl-C: stop accepting, let the calls in flight finish (each within the deadline)
+        timeout_graceful_shutdown=drain_seconds(settings.deadline),
     )
+    log.info("stopped")
     return 0
+
+
+def drain_seconds(deadline: float) -> int:
+    """How long a stopping server waits for the calls in flight: each ends within the deadline."""
+    return math.ceil(deadline) + 5

@@ -3,7 +3,7 @@
 | setting | environment | default |
 |---|---|---|
 | host, port | ``DENSEFACE_HOST``, ``DENSEFACE_PORT`` | 127.0.0.1, 8000 |
-| workers (inference processes, one Analyzer each) | ``DENSEFACE_WORKERS`` | number of CPU cores |
+| workers (inference processes) | ``DENSEFACE_WORKERS`` | the CPUs it may use (cgroup limit) |
 | credentials (TOML file) | ``DENSEFACE_CREDENTIALS`` | env key, else a generated local key |
 | default per-key QPS (0 = unlimited; Tencent documents 50) | ``DENSEFACE_QPS`` | 50 |
 | deadline per request (s) | ``DENSEFACE_DEADLINE`` | 10 |
@@ -25,13 +25,15 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from denseface.processes import available_cpus
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=64)
+    workers: int = Field(default_factory=available_cpus, ge=1, le=64)
     credentials: Path | None = None
     model_dir: Path | None = None
     qps: float | None = Field(50.0, ge=0)  # Tencent: 50 requests/s for the 五官定位 interface group

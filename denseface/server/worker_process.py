@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from denseface import logs
 from denseface.errors import DensefaceError
 from denseface.processes import exit_with_parent
 from denseface.rpc.service import SERVER_ERROR, ServiceOptions
@@ -57,11 +57,7 @@ def worker_main(sock: socket.socket, config: WorkerConfig, index: int) -> None:
     """The process target: load the models, report ready, serve jobs until the socket closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable()  # a crash in native code prints this process's Python stack to the server log
-    logging.basicConfig(
-        level=config.log_level,
-        format=f"%(levelname)s %(name)s [worker {index}]: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(config.log_level, f"worker {index}")
     exit_with_parent()
     from denseface.api import Analyzer  # the models' code: imported in worker processes only
     from denseface.rpc.analysis import analyze_job

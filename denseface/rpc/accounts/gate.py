@@ -90,6 +90,7 @@ class Gate:
             await self._record(credential.secret_id, action, refusal, day)
             raise ApiError(refusal, detail=action if refusal == NOT_READY else None)
         qps = credential.qps if credential.qps is not None else self.default_qps
+        qps = qps or None  # 0 means unlimited, for a key as for DENSEFACE_QPS
         admission = Admission(credential.secret_id, request_id, action, qps, credential.quota)
         started = time.perf_counter()
         try:

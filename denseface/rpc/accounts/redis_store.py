@@ -134,6 +134,9 @@ class RedisStore:
         await self._run("SET", self._client.set(MARKER, "1", nx=True))
         self._started = True
 
+    async def ping(self) -> None:
+        await self._run("PING", self._client.ping())
+
     async def admit(self, admission: Admission, *, day: str) -> str:
         if not self._started:
             await self.start()

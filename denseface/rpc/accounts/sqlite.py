@@ -125,6 +125,9 @@ class SqliteStore:
     async def start(self) -> None:
         """Nothing more to do: the tables and the marker were made when the store was opened."""
 
+    async def ping(self) -> None:
+        self._read("SELECT 1", ())
+
     async def admit(self, admission: Admission, *, day: str) -> str:
         a = admission
         now = self._clock()

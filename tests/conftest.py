@@ -31,7 +31,10 @@ hypothesis_settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
 )
 
-pytest_plugins = ["tests.redis_server"]  # the redis_server fixture (a real Debian redis-server)
+pytest_plugins = [
+    "tests.redis_server",  # the redis_server fixture (a real Debian redis-server)
+    "tests.containers",  # the engine and image fixtures (podman or docker; the image built once)
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"

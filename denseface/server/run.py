@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import uvicorn
+from pydantic import ValidationError
 from starlette.applications import Starlette
 
 from denseface.engine import models
@@ -16,6 +17,7 @@ from denseface.rpc.accounts import AccountStore, StoreUnavailable, open_store
 from denseface.rpc.credentials import (
     LOCAL_CREDENTIALS_FILE,
     Credential,
+    CredentialConfigError,
     CredentialStore,
     KeysFile,
     ensure_local_credential,
@@ -91,17 +93,25 @@ def serve(
     model_dir: str | None = None,
     detector: str | None = None,
 ) -> int:
-    settings = Settings.from_env(
-        detector=detector,
-        host=host,
-        port=port,
-        workers=workers,
-        credentials=Path(credentials) if credentials else None,
-        model_dir=Path(model_dir) if model_dir else None,
-    )
+    try:
+        settings = Settings.from_env(
+            detector=detector,
+            host=host,
+            port=port,
+            workers=workers,
+            credentials=Path(credentials) if credentials else None,
+            model_dir=Path(model_dir) if model_dir else None,
+        )
+    except ValidationError as exc:  # a DENSEFACE_* variable that is not valid: say which, no traceback
+        for error in exc.errors():
+            name = "DENSEFACE_" + "_".join(str(part) for part in error["loc"]).upper()
+            log.error("%s: %s", name if error["loc"] else "settings", error["msg"])
+        return 1
     try:
         app, store, local = build_app(settings)
-    except StoreUnavailable as exc:  # e.g. the config dir is not writable: one clear line, no traceback
+    except (StoreUnavailable, CredentialConfigError) as exc:
+        # the config dir is not writable, the keys file cannot be read (its mode, in a container: its
+        # owner) or is not valid: one clear line, no traceback
         log.error("%s", exc)
         return 1
     ids = ", ".join(c.secret_id for c in store)

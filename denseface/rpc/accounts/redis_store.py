@@ -11,8 +11,10 @@ a primary with replicas; not Redis Cluster)::
     df:bucket:<SecretId>          hash: tokens, ts (expires when full again)
     df:usage:<SecretId>:<day>     hash: "<Action> <Code>" → calls
 
-Every command has a socket timeout (connect and reply, 0.5 s by default) and is retried once, so a
-Redis that is down or hung costs a bounded time (about 2 s at worst) and answers
+Every command has a reply timeout (0.5 s by default) and opening a connection one of 2 s (a name
+lookup and a TCP, maybe TLS, handshake: slower than a command on a busy host, as when a burst of calls
+opens the pool's connections at once), and a command is retried once, so a Redis that is down or hung
+costs a bounded time (about 1 s when it hangs, 4 s when it cannot be reached at all) and answers
 ``ResourceUnavailable.UnknownStatus``; the next call after it returns works again. Admit and settle are
 idempotent per RequestId, so the retry never counts twice.
 """
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 PREFIX = "df:"
 MARKER = PREFIX + "store"
 DEFAULT_TIMEOUT = 0.5
+CONNECT_TIMEOUT = 2.0
 
 _ADMIT = """
 -- KEYS: marker, used, holds, bucket, usage; ARGV: request id, qps (0 = none), quota (-1 = none),
@@ -107,7 +110,7 @@ class RedisStore:
         self._client: aioredis.Redis = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+            socket_connect_timeout=max(timeout, CONNECT_TIMEOUT),
             retry=Retry(NoBackoff(), 1),
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
             decode_responses=True,

@@ -28,7 +28,6 @@ from denseface.errors import (
     DensefaceError,
     ImageDecodeError,
     ImageSizeExceedError,
-    UnsupportedFormatError,
 )
 
 if TYPE_CHECKING:
@@ -41,8 +40,6 @@ log = logging.getLogger(__name__)
 Row = dict[str, Any]
 
 FORMATS = ("tencent", "full")
-#: still-image formats (Pillow's names) a batch analyses; others (GIF, ICO, PDF …) are an error row
-ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "WEBP", "TIFF"})
 #: a local file larger than this is not read (FailedOperation.ImageSizeExceed); URLs keep the server's cap
 MAX_FILE_BYTES = 64 * 1024 * 1024
 _URL = re.compile(r"\A[A-Za-z][A-Za-z0-9+.-]*://")
@@ -118,11 +115,9 @@ def analyze_source(
     width: int | None = None
     height: int | None = None
     try:
+        # every format the library (and `denseface analyze`) decodes; the service's own PNG/JPEG/BMP
+        # rule is the API's, not the batch's
         decoded = decode_bytes(read_source(source, fetcher or Fetcher(options)))
-        if decoded.format not in ACCEPTED_FORMATS:
-            raise UnsupportedFormatError(
-                f"{decoded.format or 'this'} images are not analysed; use JPEG, PNG, BMP, WebP or TIFF"
-            )
         width, height = decoded.width, decoded.height
         faces = analyzer.analyze(decoded, mode=options.mode, rotate=options.rotate)
     except DensefaceError as exc:

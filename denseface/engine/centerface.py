@@ -36,7 +36,12 @@ def any_size_model(model: bytes) -> bytes:
     """The pinned CenterFace graph with its image input's and outputs' N, H, W made free, its weights
     no longer listed as graph inputs and its unused batch-norm counters dropped (the same nodes and
     weights). Run by ``denseface models fetch`` (which pins the result's sha256), not at load time."""
-    import onnx
+    try:
+        import onnx
+    except ImportError as exc:  # the models extra: only this step needs it, not serving
+        raise ModelsMissingError(
+            "deriving CenterFace's any-size graph needs the onnx package: pip install 'denseface[models]'"
+        ) from exc
 
     try:
         proto = onnx.load_from_string(model)

@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from denseface.engine.detector import Detection, iou, overlap
-from denseface.engine.mesh import MeshResult
+from denseface.engine.mesh import MeshResult, Roi
 from denseface.engine.pipeline import LARGEST_MARGIN, NESTED, FacePipeline, Search, merge, overlaps
 from denseface.engine.result import Box, Face
 
@@ -57,6 +57,8 @@ SURE_SCORE = 0.85  # a BlazeFace score (full- or short-range) that, with a confi
 SURE_SUM = 1.55  # … or both models' scores together
 SURE_PRESENCE = 0.9  # the mesh's face-presence probability for a sure face
 LARGE_FACE = 0.125  # of the photo's longer side: ≥ 16 px in the short-range model's 128² input
+MAX_PROBES = 3  # weak detections looked at one by one; more: the thorough search
+PROBE_SCALE = 2.0  # the crop around a weak detection: this × its size
 SAME_FACE_IOU = 0.3  # a short-range and a full-range detection of one face overlap at least this much
 MAX_RIVALS = 10  # Mode 1: the largest detections considered for the largest face
 CANDIDATES_PER_FACE = 2  # Mode 0: detections considered per face asked for …
@@ -74,6 +76,8 @@ class _Proposal:
 def run(pipeline: FacePipeline, rgb: RGB, *, max_faces: int, rotate: bool) -> list[Face]:
     """Up to ``max_faces`` faces (1: the largest), largest first (by the box of their 888 points)."""
     search = Search(pipeline, rgb)
+    if pipeline.options.detector == "exhaustive":
+        return _thorough(search, [], max_faces=max_faces, rotate=rotate)
     largest = max_faces == 1
     # 1. the full-range view (with ``rotate`` also turned by 90°, 180° and 270°: where views overlap the
     # detection that scored highest wins, so a face is cropped the way up it is)
@@ -98,17 +102,23 @@ def run(pipeline: FacePipeline, rgb: RGB, *, max_faces: int, rotate: bool) -> li
         pending = _settle(
             search, pending + fresh, faces, largest, max_faces, biggest, verify=True, trust=not rotate
         )
+    weak = [] if pending or not faces else _weak_regions(search, faces, largest, max_faces, biggest)
+    if 0 < len(weak) <= MAX_PROBES:
+        # 5. a close look (CenterFace on a crop) where a weak detection lies away from the faces
+        probes = [prop for w in weak if (prop := _probe(search, w)) is not None]
+        pending = _settle(search, probes, faces, largest, max_faces, biggest, verify=True, trust=False)
+        weak = []
     doubt = (
-        "a proposal is not sure"
+        "a proposal is not sure and not verified"
         if pending
-        else "no sure face"
+        else "no face found"
         if not faces
-        else "a weak detection away from the faces"
-        if _weak_doubt(search, faces, largest, max_faces, biggest)
+        else f"{len(weak)} weak detections away from the faces"
+        if weak
         else ""
     )
     if doubt:
-        # 4. doubt remains: the thorough search, reusing every run made so far
+        # 6. doubt remains: the thorough search, reusing every run made so far
         log.debug("thorough search: %s", doubt)
         return _thorough(search, faces, max_faces=max_faces, rotate=rotate)
     return _largest_first(faces, max_faces)
@@ -179,12 +189,28 @@ def _sure(prop: _Proposal) -> bool:
     return bool(inside >= NESTED)
 
 
-def _weak_doubt(search: Search, faces: list[Face], largest: bool, max_faces: int, biggest: float) -> bool:
-    """Whether a weak full-range detection that could change the answer lies away from every face."""
+def _weak_regions(
+    search: Search, faces: list[Face], largest: bool, max_faces: int, biggest: float
+) -> list[Detection]:
+    """The weak full-range detections that could change the answer and lie away from every face."""
     if not largest and len(faces) >= max_faces:
-        return False
+        return []
     floor = LARGEST_MARGIN * biggest if largest else 0.0
-    return any(w.size >= floor and not any(overlaps(f.box, _box(w)) for f in faces) for w in search.weak())
+    return [w for w in search.weak() if w.size >= floor and not any(overlaps(f.box, _box(w)) for f in faces)]
+
+
+def _probe(search: Search, weak: Detection) -> _Proposal | None:
+    """CenterFace's look at an upright crop around a weak detection (:data:`PROBE_SCALE` × its size):
+    a proposal where it sees a face (score ≥ ``score_threshold``), None where it sees none."""
+    verifier = search.pipeline.verifier
+    if verifier is None:
+        return None
+    x0, y0, x1, y1 = weak.box
+    roi = Roi((x0 + x1) / 2.0, (y0 + y1) / 2.0, weak.size * PROBE_SCALE, 0.0)
+    det = verifier.locate(search.rgb, roi)
+    if det is None or det.score < search.pipeline.options.score_threshold:
+        return None
+    return _Proposal(det, 0.0)
 
 
 def _thorough(search: Search, faces: list[Face], *, max_faces: int, rotate: bool) -> list[Face]:

@@ -60,7 +60,7 @@ WEAK_SCORE = (
 )
 
 
-DETECTORS = ("fast", "thorough")
+DETECTORS = ("fast", "thorough", "exhaustive")
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,8 @@ class PipelineOptions:
     nms_iou: float = 0.3
     # a face is kept when the two detectors' scores on its aligned crop add up to this (0: no check)
     verify_threshold: float = VERIFY_THRESHOLD
-    # "fast": BlazeFace full-range + short-range; "thorough": also CenterFace over the whole view
+    # the face-finding profile (cascade.py): "thorough" runs CenterFace over the whole view where a doubt
+    # remains, "fast" never; "exhaustive" runs every detector on every photo (no cascade)
     detector: str = "thorough"
 
     def __post_init__(self) -> None:
@@ -285,7 +286,7 @@ class Search:
             pipeline = self.pipeline
             model = pipeline.centerface
             dets: list[Detection] = []
-            if model is not None and pipeline.options.detector == "thorough":
+            if model is not None and pipeline.options.detector != "fast":
                 view = self.view(k)
                 height, width = self.rgb.shape[:2]
                 scale = pipeline.view_scale(width, height)

@@ -145,10 +145,8 @@ def evaluate(name: str, find: Finder, items: list[dict[str, Any]], root: Path) -
 
 
 def denseface_finder(analyzer: Analyzer) -> Finder:
-    pipeline = analyzer._pipeline  # max_faces beyond 5 is not public API
-
     def find(rgb: np.ndarray[Any, Any], max_faces: int) -> list[Box]:
-        faces = pipeline.run(rgb, max_faces=max_faces, rotate=False)[:max_faces]
+        faces = analyzer.analyze(rgb, max_faces=max_faces)
         return [(f.box.x, f.box.y, f.box.x + f.box.width, f.box.y + f.box.height) for f in faces]
 
     return find

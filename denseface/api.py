@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from denseface.engine import models
+from denseface.engine import cascade, models
 from denseface.engine.centerface import CenterFace
 from denseface.engine.decode import Decoded, ImageInput, load
 from denseface.engine.detector import SHORT_RANGE, FaceDetector
 from denseface.engine.full_range import FullRangeDetector
 from denseface.engine.layout import default_layout
 from denseface.engine.mesh import FaceMesh
-from denseface.engine.pipeline import FacePipeline, PipelineOptions
+from denseface.engine.pipeline import FacePipeline, ModelRuns, PipelineOptions
 from denseface.engine.pose import PoseEstimator, load_canonical_model
 from denseface.engine.result import Face, VideoFrame
 from denseface.engine.smoothing import OneEuro
@@ -87,8 +87,16 @@ class Analyzer:
             raise ValueError(f"max_faces must be at least 1, not {max_faces!r}")
         decoded = image if isinstance(image, Decoded) else load(image)
         with self._lock:
-            faces = self._pipeline.run(decoded.rgb, max_faces=1 if mode == 1 else max_faces, rotate=rotate)
+            faces = cascade.run(
+                self._pipeline, decoded.rgb, max_faces=1 if mode == 1 else max_faces, rotate=rotate
+            )
         return faces[:1] if mode == 1 else faces
+
+    def model_runs(self) -> ModelRuns:
+        """How many times each model has run in this Analyzer so far: the difference around a call is
+        what that photo cost (``benchmarks/speed.py`` reports it per photo)."""
+        with self._lock:
+            return self._pipeline.runs()
 
     def track(
         self,

@@ -183,9 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotate", action="store_true", help="also find faces turned by 90/180/270 degrees")
     p.add_argument(
         "--detector",
-        choices=("fast", "thorough"),
+        choices=("fast", "thorough", "exhaustive"),
         default="thorough",
-        help="thorough (default): BlazeFace + CenterFace, finds turned and covered faces; fast: BlazeFace",
+        help="thorough (default): CenterFace over the photo only where a doubt remains; fast: never; "
+        "exhaustive: every detector on every photo",
     )
     p.add_argument("--draw", metavar="OUT.png", help="write an overlay PNG (a directory for several images)")
     p.add_argument(
@@ -222,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--detect-every", type=positive_int, default=10, metavar="K", help="run the detectors every K frames"
     )
-    p.add_argument("--detector", choices=("fast", "thorough"), default="thorough", help="as for analyze")
+    p.add_argument(
+        "--detector", choices=("fast", "thorough", "exhaustive"), default="thorough", help="as for analyze"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_video)
 
@@ -232,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="inference processes (default: CPU cores)")
     p.add_argument(
         "--detector",
-        choices=("fast", "thorough"),
+        choices=("fast", "thorough", "exhaustive"),
         default=None,
         help="face finding (default: $DENSEFACE_DETECTOR or thorough)",
     )

@@ -163,7 +163,7 @@ def test_mode_1_returns_the_largest_face(analyzer: Analyzer) -> None:
     for item in data["images"]:
         path = ROBUSTNESS / item["image"]
         (one,) = analyzer.analyze(path, mode=1)
-        everything = analyzer._pipeline.run(load(path).rgb, max_faces=50, rotate=False)
+        everything = analyzer.analyze(path, max_faces=50)
         assert one.box.width * one.box.height >= max(f.box.width * f.box.height for f in everything) - 1
         box = (one.box.x, one.box.y, one.box.x + one.box.width, one.box.y + one.box.height)
         assert any(_hit(b, box) for b in item["faces"] + item["ignore"]), item["image"]
@@ -222,7 +222,7 @@ def test_every_face_found_before_is_still_found(analyzer: Analyzer, key: str) ->
     with no cap on the number of faces, but the known losses."""
     relative, orientation = key.rsplit("|", 1)
     rgb = load(shared(*relative.split("/"))).rgb
-    found = analyzer._pipeline.run(rgb, max_faces=50, rotate=orientation == "rotate")
+    found = analyzer.analyze(rgb, max_faces=50, rotate=orientation == "rotate")
     boxes = [[f.box.x, f.box.y, f.box.width, f.box.height] for f in found]
     lost = [b for b in BEFORE[key] if not any(_same(b, f) for f in boxes)]
     known = KNOWN_LOST.get(key, [])

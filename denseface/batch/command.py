@@ -43,9 +43,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--detector",
-        choices=("fast", "thorough"),
+        choices=("fast", "thorough", "exhaustive"),
         default="thorough",
-        help="thorough (default): BlazeFace + CenterFace; fast: BlazeFace only",
+        help="as for analyze",
     )
     p.add_argument(
         "--workers",

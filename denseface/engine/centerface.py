@@ -88,6 +88,7 @@ class CenterFace:
             raise ModelsMissingError(
                 f"cannot load {model_path}: {exc}; run `denseface models fetch --force`"
             ) from exc
+        self.runs = 0  # model runs made: what a photo costs
         shape = self._session.get_inputs()[0].shape
         if [i.name for i in self._session.get_inputs()] != [INPUT] or any(
             isinstance(shape[axis], int) for axis in (0, 2, 3)
@@ -105,6 +106,7 @@ class CenterFace:
         blob = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
         try:
             outputs = self._session.run(list(OUTPUTS), {INPUT: blob})
+            self.runs += 1
         except Exception as exc:  # a failure inside the runtime (e.g. out of memory)
             raise InferenceError("the CenterFace model failed to run; retry the request") from exc
         return [np.asarray(o, dtype=np.float32) for o in outputs]

@@ -73,6 +73,7 @@ class FaceDetector:
         self._regressors_index = outs[0]["index"]
         self._scores_index = outs[1]["index"]
         self._anchors = make_anchors(spec)
+        self.runs = 0  # model runs made: what a photo costs
         expected = (1, len(self._anchors), 16)
         if tuple(outs[0]["shape"]) != expected:
             raise ValueError(
@@ -92,6 +93,7 @@ class FaceDetector:
         tensor[top : top + new_h, left : left + new_w] = resized.astype(np.float32) * (2.0 / 255.0) - 1.0
         self._interp.set_tensor(self._input_index, tensor[None])
         invoke(self._interp, "face detector")
+        self.runs += 1
         raw = self._interp.get_tensor(self._regressors_index)[0]
         logits = self._interp.get_tensor(self._scores_index)[0, :, 0]
         threshold = self.spec.score_threshold if score_threshold is None else score_threshold

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from denseface.engine.detector import Detection, weighted_nms
+from denseface.engine.detector import Detection, iou, weighted_nms
 from denseface.engine.runtime import interpreter_from_bytes, invoke
 from denseface.errors import ModelsMissingError
 
@@ -118,6 +118,7 @@ class FullRangeDetector:
                 f"expected {REFERENCE_SHA256}; run `denseface models fetch --force`"
             )
         self._sessions: OrderedDict[tuple[int, int], _Session] = OrderedDict()
+        self.runs = 0  # model runs made (each one invoke): what a photo costs
 
     def _session(self, height: int, width: int) -> _Session:
         key = (height, width)
@@ -147,8 +148,17 @@ class FullRangeDetector:
 
     def detect(self, rgb: npt.NDArray[np.uint8], *, score_threshold: float = 0.5) -> list[Detection]:
         """Faces in an RGB image at its own scale (padded to multiples of 32), in its pixels."""
-        if not 0.0 < score_threshold < 1.0:
-            raise ValueError(f"score_threshold must be in (0, 1), not {score_threshold}")
+        return self.detect_with_weak(rgb, score_threshold=score_threshold)[0]
+
+    def detect_with_weak(
+        self, rgb: npt.NDArray[np.uint8], *, score_threshold: float = 0.5, weak_threshold: float | None = None
+    ) -> tuple[list[Detection], list[Detection]]:
+        """:meth:`detect`'s faces, and from the same run the weak ones: scores in ``[weak_threshold,
+        score_threshold)``, merged among themselves only (the faces are exactly :meth:`detect`'s), and
+        none overlapping a face (empty when ``weak_threshold`` is None)."""
+        for threshold in (score_threshold, weak_threshold):
+            if threshold is not None and not 0.0 < threshold < 1.0:
+                raise ValueError(f"score thresholds must be in (0, 1), not {threshold}")
         height, width = rgb.shape[:2]
         in_h, in_w = view_shape(height, width)
         session = self._session(in_h, in_w)
@@ -156,18 +166,35 @@ class FullRangeDetector:
         tensor[0, :height, :width] = rgb.astype(np.float32) * (2.0 / 255.0) - 1.0
         session.interp.set_tensor(session.input_index, tensor)
         invoke(session.interp, "full-range face detector")
+        self.runs += 1
         raw = session.interp.get_tensor(session.regressors_index)[0]
         logits = session.interp.get_tensor(session.scores_index)[0, :, 0]
-        keep = np.flatnonzero(logits >= math.log(score_threshold / (1.0 - score_threshold)))
-        if keep.size == 0:
-            return []
-        scores = (1.0 / (1.0 + np.exp(-np.clip(logits[keep], -80.0, 80.0)))).astype(np.float32)
-        anchors, reg = session.anchors[keep], raw[keep]
-        centres = reg[:, 0:2] + anchors
-        half = reg[:, 2:4] / 2.0
-        boxes = np.concatenate([centres - half, centres + half], axis=1)
-        keypoints = reg[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
-        return weighted_nms(scores, boxes, keypoints, NMS_IOU)
+        strong = logits >= _logit(score_threshold)
+        faces = _decode(session, raw, logits, np.flatnonzero(strong))
+        if weak_threshold is None or weak_threshold >= score_threshold:
+            return faces, []
+        weak = _decode(session, raw, logits, np.flatnonzero(~strong & (logits >= _logit(weak_threshold))))
+        if faces and weak:
+            boxes = np.array([f.box for f in faces], np.float32)
+            weak = [w for w in weak if float(iou(np.array(w.box, np.float32), boxes).max()) < NMS_IOU]
+        return faces, weak
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))  # sigmoid(x) >= p  ⇔  x >= logit(p)
+
+
+def _decode(session: _Session, raw: F32, logits: F32, keep: npt.NDArray[np.intp]) -> list[Detection]:
+    """The anchors ``keep`` decoded to boxes and keypoints (input pixels), then weighted NMS."""
+    if keep.size == 0:
+        return []
+    scores = (1.0 / (1.0 + np.exp(-np.clip(logits[keep], -80.0, 80.0)))).astype(np.float32)
+    anchors, reg = session.anchors[keep], raw[keep]
+    centres = reg[:, 0:2] + anchors
+    half = reg[:, 2:4] / 2.0
+    boxes = np.concatenate([centres - half, centres + half], axis=1)
+    keypoints = reg[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]
+    return weighted_nms(scores, boxes, keypoints, NMS_IOU)
 
 
 def resize_view(rgb: npt.NDArray[np.uint8], scale: float) -> npt.NDArray[np.uint8]:

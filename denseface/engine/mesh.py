@@ -90,6 +90,7 @@ class FaceMesh:
             d for d in outputs if int(np.prod(d["shape"])) == 1
         ]
         self._presence_index = presence[0]["index"]
+        self.runs = 0  # model runs made: what a photo costs
 
     def run(self, rgb: npt.NDArray[np.uint8], roi: Roi) -> MeshResult:
         matrix = roi.crop_to_image(self.side)
@@ -104,6 +105,7 @@ class FaceMesh:
         tensor = crop.astype(np.float32) * (1.0 / 255.0)
         self._interp.set_tensor(self._input_index, tensor[None])
         invoke(self._interp, "face mesh")
+        self.runs += 1
         raw = self._interp.get_tensor(self._landmarks_index).reshape(478, 3)
         logit = float(self._interp.get_tensor(self._presence_index).reshape(-1)[0])
         xy = raw[:, :2] @ matrix[:, :2].T + matrix[:, 2]

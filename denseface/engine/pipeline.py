@@ -1,18 +1,20 @@
-"""Detection → mesh → verification → 888 points, for one RGB image.
+"""The models and the steps they take on one photo: detector views, the mesh fit, verification, the
+888 points. Which steps run on a photo, and in which order, is ``cascade.py``.
 
-Finding faces: the full-range detector runs once over the whole image, scaled so that a face of
-``min_face_size`` is :data:`DETECTOR_MIN_FACE` px in its input (the model runs at any size; see
-``full_range.py``), and the short-range one sees it letterboxed to 128² (cheap, better on large
-close-up faces). The ``thorough`` profile (the default) also runs CenterFace over the same view: a
-second family that finds faces turned away, covered or in crowds that BlazeFace misses; its
-detections count where BlazeFace has none. With ``rotate`` the search runs on the image turned by
-90°, 180° and 270° too (CenterFace only where BlazeFace saw a face) and everything is mapped back and
-merged; overlapping detections of one face are kept as alternatives to its best one.
-Landmarking: Face Mesh v2 on a rotated square crop around each detection, then (``refine``) a second
-pass on the crop derived from the first pass's landmarks, as MediaPipe's tracker does; when the crop
-fails, an alternative detection's crop is tried. Every face is then verified on its aligned crop
-(``verify.py``). A face whose mesh doubts it (presence < 0.5: turned away, covered) is kept only when
-verified and when CenterFace sees it best the way the mesh turns it (not fitted upside down).
+Detector views (:class:`Search`, each computed at most once per photo): the full-range detector over
+the whole image, scaled so that a face of ``min_face_size`` is :data:`DETECTOR_MIN_FACE` px in its
+input (the model runs at any size; see ``full_range.py``); BlazeFace short-range on the same view
+letterboxed to 128² (cheap, better on large close-up faces); in the ``thorough`` profile (the
+default) CenterFace over the same view: a second family that finds faces turned away, covered or in
+crowds that BlazeFace misses. Each can also run on the view turned by 90°, 180° and 270° (mapped back
+to the image). :meth:`Search.union` merges them all, overlapping detections of one face kept as
+alternatives to its best one: the thorough search.
+Landmarking (:meth:`FacePipeline.fit`): Face Mesh v2 on a rotated square crop around a detection,
+then (``refine``) a second pass on the crop derived from the first pass's landmarks, as MediaPipe's
+tracker does. Verification (:meth:`FacePipeline.accept`): the face on its aligned crop scored by two
+detector families (``verify.py``); a face whose mesh doubts it (presence < 0.5: turned away,
+covered) is kept only when verified and when CenterFace sees it best the way the mesh turns it (not
+fitted upside down). When a crop fails, an alternative detection's crop is tried.
 """
 
 from __future__ import annotations
@@ -53,9 +55,12 @@ REFINE_SCALE = 0.08
 REFINE_TURN = math.radians(4.0)
 # chosen on the curve of benchmarks/precision.py (tuning photos only; see README "Precision")
 VERIFY_THRESHOLD = 1.10
+WEAK_SCORE = (
+    0.1  # full-range detections from this score up, below score_threshold, are weak: a face may hide there
+)
 
 
-DETECTORS = ("fast", "thorough")
+DETECTORS = ("fast", "thorough", "exhaustive")
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,8 @@ class PipelineOptions:
     nms_iou: float = 0.3
     # a face is kept when the two detectors' scores on its aligned crop add up to this (0: no check)
     verify_threshold: float = VERIFY_THRESHOLD
-    # "fast": BlazeFace full-range + short-range; "thorough": also CenterFace over the whole view
+    # the face-finding profile (cascade.py): "thorough" runs CenterFace over the whole view where a doubt
+    # remains, "fast" never; "exhaustive" runs every detector on every photo (no cascade)
     detector: str = "thorough"
 
     def __post_init__(self) -> None:
@@ -91,7 +97,7 @@ def to_original(points: F32, k: int, width: int, height: int) -> F32:
 
 
 class FacePipeline:
-    """Owns one detector, one mesh model and the layout. Not thread-safe."""
+    """Owns the models and the layout. Not thread-safe."""
 
     def __init__(
         self,
@@ -113,6 +119,15 @@ class FacePipeline:
         self.pose = pose
         self.options = options or PipelineOptions()
 
+    def runs(self) -> ModelRuns:
+        """Every model run made so far, per model (a photo's cost: the difference around a call)."""
+        return ModelRuns(
+            full_range=self.detector.runs,
+            short_range=self.short_range.runs if self.short_range is not None else 0,
+            mesh=self.mesh.runs,
+            centerface=self.centerface.runs if self.centerface is not None else 0,
+        )
+
     # -- finding faces -------------------------------------------------------------------------
     def view_scale(self, width: int, height: int) -> float:
         """How much the full-range view shrinks the image: a ``min_face_size`` face becomes
@@ -123,60 +138,11 @@ class FacePipeline:
 
     def detect(self, rgb: RGB, *, rotate: bool) -> list[Detection]:
         """Faces in the image, merged over detectors and orientations, largest first."""
-        height, width = rgb.shape[:2]
-        scale = self.view_scale(width, height)
-        # one downscale serves both detectors and every orientation
-        small = resize_view(rgb, scale)
-        sh, sw = small.shape[:2]
-        sx, sy = width / sw, height / sh
-        threshold = self.options.score_threshold
-        # CenterFace needs no more than min_face_size → DETECTOR_MIN_FACE px (no 192 px floor)
-        cf_scale = min(
-            scale,
-            max(DETECTOR_MIN_FACE / self.options.min_face_size, CENTERFACE_MIN_VIEW / max(width, height)),
-        )
-        found: list[Detection] = []
-        second: list[Detection] = []  # another family's proposals: kept where BlazeFace has none
-        thorough = self.centerface is not None and self.options.detector == "thorough"
-        for k in range(4) if rotate else (0,):
-            view = small if k == 0 else np.asarray(cv2.rotate(small, _CV2_ROTATIONS[k]), dtype=np.uint8)
-            dets = self.detector.detect(view, score_threshold=threshold)
-            if self.short_range is not None:  # 1.4 ms; better on large, close and partly cut-off faces
-                dets += self.short_range.detect(view, score_threshold=threshold)
-            blaze = len(dets)
-            # turned, covered and crowded faces; in a turned view only where BlazeFace saw a face
-            # (a photo turned as a whole turns all of its faces)
-            if thorough and self.centerface is not None and (k == 0 or blaze):
-                dets += self._centerface(view, cf_scale / scale, threshold)
-            for i, det in enumerate(dets):
-                x0, y0, x1, y1 = det.box
-                corners = to_original(np.array([[x0, y0], [x1, y1]], np.float32), k, sw, sh)
-                corners *= np.array([sx, sy], np.float32)
-                lo, hi = corners.min(axis=0), corners.max(axis=0)
-                box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
-                keypoints = to_original(det.keypoints, k, sw, sh) * np.array([sx, sy], np.float32)
-                (found if i < blaze else second).append(Detection(det.score, box, keypoints))
-        return _merge(found, self.options.nms_iou, second)
-
-    def _centerface(self, view: RGB, scale: float, threshold: float) -> list[Detection]:
-        """CenterFace's detections on the view scaled by ``scale`` (≤ 1), in the view's pixels."""
-        if self.centerface is None:
-            return []
-        coarse = resize_view(view, scale)
-        height, width = view.shape[:2]
-        back = np.array([width / coarse.shape[1], height / coarse.shape[0]], np.float32)
-        return [
-            Detection(
-                d.score,
-                (d.box[0] * back[0], d.box[1] * back[1], d.box[2] * back[0], d.box[3] * back[1]),
-                d.keypoints * back,
-            )
-            for d in self.centerface.detect(coarse, score_threshold=threshold)
-        ]
+        return Search(self, rgb).union(rotate=rotate)
 
     # -- landmarks -----------------------------------------------------------------------------
-    def landmark(self, rgb: RGB, det: Detection) -> Face | None:
-        """A Face for one detection, or None when the mesh says there is no face there."""
+    def fit(self, rgb: RGB, det: Detection) -> MeshResult:
+        """The mesh on a detection's crop, and (``refine``) again on the crop its landmarks give."""
         first_roi = roi_from_detection(det)
         result = self.mesh.run(rgb, first_roi)
         threshold = self.options.presence_threshold
@@ -188,8 +154,13 @@ class FacePipeline:
                 second = self.mesh.run(rgb, second_roi)
                 if second.presence >= threshold:
                     result = second
+        return result
+
+    def accept(self, rgb: RGB, det: Detection, result: MeshResult) -> Face | None:
+        """The Face for a fitted detection once verified, or None when it is not a face (or the mesh
+        is fitted the wrong way round)."""
         evidence, as_turned = None, None
-        need = self.options.verify_threshold
+        threshold, need = self.options.presence_threshold, self.options.verify_threshold
         if self.verifier is not None and need > 0.0:
             checked = self.verifier.evidence(rgb, result.points, need)
             # not a face, or landmarks fitted the wrong way round (an upside-down face read upright)
@@ -204,10 +175,11 @@ class FacePipeline:
             # the mesh doubts the face (turned away, covered): kept only when verified, and only if
             # it is not fitted the wrong way round (CenterFace sees it best as the mesh turns it)
             return None
-        return self._face(det, result, evidence)
-
-    def _face(self, det: Detection, result: MeshResult, evidence: float | None = None) -> Face:
         return self.build_face(result.points, det.score, result.presence, evidence)
+
+    def landmark(self, rgb: RGB, det: Detection) -> Face | None:
+        """A verified Face for one detection, or None when there is no face there."""
+        return self.accept(rgb, det, self.fit(rgb, det))
 
     def build_face(self, mesh: F32, score: float, presence: float, evidence: float | None = None) -> Face:
         """A Face from a (478, 3) mesh in image pixels: its 888 points, their box and the pose."""
@@ -226,35 +198,192 @@ class FacePipeline:
 
     def best_face(self, rgb: RGB, det: Detection) -> Face | None:
         """:meth:`landmark` on a detection, trying its alternatives when the first crop fails."""
-        face = self.landmark(rgb, det)
-        doubted = self.options.presence_threshold
+        return Search(self, rgb).best_face(det)
+
+
+@dataclass(frozen=True)
+class ModelRuns:
+    """Model runs per model: what finding and landmarking the faces of a photo cost."""
+
+    full_range: int = 0
+    short_range: int = 0
+    mesh: int = 0
+    centerface: int = 0
+
+    def __sub__(self, other: ModelRuns) -> ModelRuns:
+        return ModelRuns(
+            self.full_range - other.full_range,
+            self.short_range - other.short_range,
+            self.mesh - other.mesh,
+            self.centerface - other.centerface,
+        )
+
+
+class Search:
+    """One photo's face search: each detector view is computed at most once, on first use, and each
+    detection is landmarked and verified at most once (the cascade's stages share what earlier ones
+    ran). Detections are in image pixels."""
+
+    def __init__(self, pipeline: FacePipeline, rgb: RGB) -> None:
+        self.pipeline = pipeline
+        self.rgb = rgb
+        self._views: dict[int, RGB] = {}
+        self._found: dict[tuple[str, int], list[Detection]] = {}
+        self._weak: list[Detection] = []
+        self._fits: dict[Roi, MeshResult] = {}
+        self._fitted: list[Detection] = []
+        self._faces: dict[Roi, Face | None] = {}
+
+    # -- detector views ------------------------------------------------------------------------
+    def view(self, k: int = 0) -> RGB:
+        """The detectors' view (the image scaled by ``view_scale``) turned by ``k`` quarter turns."""
+        if k not in self._views:
+            if k == 0:
+                height, width = self.rgb.shape[:2]
+                self._views[0] = resize_view(self.rgb, self.pipeline.view_scale(width, height))
+            else:
+                self._views[k] = np.asarray(cv2.rotate(self.view(0), _CV2_ROTATIONS[k]), dtype=np.uint8)
+        return self._views[k]
+
+    def full_range(self, k: int = 0) -> list[Detection]:
+        """Full-range detections (score ≥ ``score_threshold``) on the view turned by ``k``."""
+        key = ("full", k)
+        if key not in self._found:
+            weak = WEAK_SCORE if k == 0 else None
+            threshold = self.pipeline.options.score_threshold
+            dets, faint = self.pipeline.detector.detect_with_weak(
+                self.view(k), score_threshold=threshold, weak_threshold=weak
+            )
+            self._found[key] = self._to_image(dets, k)
+            if k == 0:
+                self._weak = self._to_image(faint, 0)
+        return self._found[key]
+
+    def ran(self, family: str, k: int = 0) -> bool:
+        """Whether a family's view ("full", "short", "center") turned by ``k`` has run."""
+        return (family, k) in self._found
+
+    def weak(self) -> list[Detection]:
+        """Full-range detections too faint to propose a face (scores in [:data:`WEAK_SCORE`,
+        ``score_threshold``)) on the upright view, away from its proposals: where a face may hide."""
+        self.full_range(0)
+        return self._weak
+
+    def short_range(self, k: int = 0) -> list[Detection]:
+        """BlazeFace short-range on the view (letterboxed to 128²) turned by ``k``."""
+        key = ("short", k)
+        if key not in self._found:
+            model = self.pipeline.short_range
+            threshold = self.pipeline.options.score_threshold
+            dets = model.detect(self.view(k), score_threshold=threshold) if model is not None else []
+            self._found[key] = self._to_image(dets, k)
+        return self._found[key]
+
+    def centerface(self, k: int = 0) -> list[Detection]:
+        """CenterFace over the view turned by ``k`` (``thorough`` profile only; else nothing)."""
+        key = ("center", k)
+        if key not in self._found:
+            pipeline = self.pipeline
+            model = pipeline.centerface
+            dets: list[Detection] = []
+            if model is not None and pipeline.options.detector != "fast":
+                view = self.view(k)
+                height, width = self.rgb.shape[:2]
+                scale = pipeline.view_scale(width, height)
+                # CenterFace needs no more than min_face_size → DETECTOR_MIN_FACE px (no 192 px floor)
+                cf_scale = min(
+                    scale,
+                    max(
+                        DETECTOR_MIN_FACE / pipeline.options.min_face_size,
+                        CENTERFACE_MIN_VIEW / max(width, height),
+                    ),
+                )
+                coarse = resize_view(view, cf_scale / scale)
+                back = np.array(
+                    [view.shape[1] / coarse.shape[1], view.shape[0] / coarse.shape[0]], np.float32
+                )
+                dets = [
+                    Detection(
+                        d.score,
+                        (d.box[0] * back[0], d.box[1] * back[1], d.box[2] * back[0], d.box[3] * back[1]),
+                        d.keypoints * back,
+                    )
+                    for d in model.detect(coarse, score_threshold=pipeline.options.score_threshold)
+                ]
+            self._found[key] = self._to_image(dets, k)
+        return self._found[key]
+
+    def _to_image(self, dets: list[Detection], k: int) -> list[Detection]:
+        """Detections on the view turned by ``k`` mapped back to the image's pixels."""
+        height, width = self.rgb.shape[:2]
+        sh, sw = self.view(0).shape[:2]
+        factor = np.array([width / sw, height / sh], np.float32)
+        out = []
+        for det in dets:
+            x0, y0, x1, y1 = det.box
+            corners = to_original(np.array([[x0, y0], [x1, y1]], np.float32), k, sw, sh) * factor
+            lo, hi = corners.min(axis=0), corners.max(axis=0)
+            box = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+            out.append(Detection(det.score, box, to_original(det.keypoints, k, sw, sh) * factor))
+        return out
+
+    def union(self, *, rotate: bool) -> list[Detection]:
+        """The thorough search: every family on every orientation, merged, largest first. BlazeFace's
+        detections by score, CenterFace's where BlazeFace has none; in a turned view CenterFace runs
+        only where BlazeFace saw a face (a photo turned as a whole turns all of its faces)."""
+        found: list[Detection] = []
+        second: list[Detection] = []
+        for k in range(4) if rotate else (0,):
+            blaze = self.full_range(k) + self.short_range(k)
+            found += blaze
+            if k == 0 or blaze:
+                second += self.centerface(k)
+        return merge(found, self.pipeline.options.nms_iou, second)
+
+    # -- landmarks -----------------------------------------------------------------------------
+    def fit(self, det: Detection) -> MeshResult:
+        """:meth:`FacePipeline.fit`, once per crop."""
+        roi = roi_from_detection(det)
+        if roi not in self._fits:
+            self._fits[roi] = self.pipeline.fit(self.rgb, det)
+            self._fitted.append(det)
+        return self._fits[roi]
+
+    def fitted_first(self, det: Detection) -> Detection:
+        """``det``, or a detection of the same face (one of its alternatives, or one overlapping it by
+        :data:`ALTERNATIVE_IOU`) whose crop was already fitted, with ``det`` and its alternatives as
+        the alternatives: the work done is reused, not repeated."""
+        if roi_from_detection(det) in self._fits:
+            return det
+        box = np.array(det.box, np.float32)
+        for other in (*det.alternatives, *self._fitted):
+            if roi_from_detection(other) not in self._fits:
+                continue
+            alternative = any(other is a for a in det.alternatives)
+            if alternative or iou(box, np.array([other.box], np.float32))[0] >= ALTERNATIVE_IOU:
+                rest = (replace(det, alternatives=()), *(a for a in det.alternatives if a is not other))
+                return replace(other, alternatives=rest)
+        return det
+
+    def landmark(self, det: Detection) -> Face | None:
+        """:meth:`FacePipeline.landmark` (fit, then verify), once per crop."""
+        roi = roi_from_detection(det)
+        if roi not in self._faces:
+            self._faces[roi] = self.pipeline.accept(self.rgb, det, self.fit(det))
+        return self._faces[roi]
+
+    def best_face(self, det: Detection) -> Face | None:
+        """:meth:`landmark` on a detection, trying its alternatives when the first crop fails."""
+        face = self.landmark(det)
+        doubted = self.pipeline.options.presence_threshold
         for other in det.alternatives if face is None or face.presence < doubted else ():
             # a poorly framed first crop: another detection of the face may frame it better
-            alt = self.landmark(rgb, other)
+            alt = self.landmark(other)
             if alt is not None and (face is None or alt.presence > face.presence):
                 face = alt
                 if face.presence >= doubted:
                     break
         return face
-
-    def run(self, rgb: RGB, *, max_faces: int, rotate: bool) -> list[Face]:
-        """Up to ``max_faces`` faces, largest first (by the box of their 888 points)."""
-        candidates = self.detect(rgb, rotate=rotate)
-        if max_faces == 1 and candidates:
-            # the largest face: landmark every candidate close in size to the largest detection
-            biggest = candidates[0].size
-            candidates = [d for d in candidates if d.size >= LARGEST_MARGIN * biggest]
-            max_faces = len(candidates)
-        faces: list[Face] = []
-        for det in candidates:
-            face = self.best_face(rgb, det)
-            if face is None or any(overlaps(face.box, f.box) for f in faces):
-                continue
-            faces.append(face)
-            if len(faces) >= max_faces:
-                break
-        faces.sort(key=lambda f: f.box.width * f.box.height, reverse=True)
-        return faces
 
 
 def misaligned(a: Roi, b: Roi) -> bool:
@@ -265,9 +394,7 @@ def misaligned(a: Roi, b: Roi) -> bool:
     return shift > REFINE_SHIFT or abs(a.size / size - 1.0) > REFINE_SCALE or turn > REFINE_TURN
 
 
-def _merge(
-    found: list[Detection], threshold: float, second: list[Detection] | None = None
-) -> list[Detection]:
+def merge(found: list[Detection], threshold: float, second: list[Detection] | None = None) -> list[Detection]:
     """Greedy NMS across detectors and orientations, then largest first: BlazeFace's detections by
     score, then the second family's (``second``) where they overlap none kept."""
     ranked = sorted(found, key=lambda d: d.score, reverse=True)

@@ -114,6 +114,19 @@ class FaceVerifier:
         outputs = self.centerface.run(_crop(rgb, roi, CENTER_SIDE))
         return centre_peak(outputs[0], CENTER_SIDE), _central(decode(outputs, FLOOR), CENTER_SIDE)
 
+    def locate(self, rgb: npt.NDArray[np.uint8], roi: Roi) -> Detection | None:
+        """CenterFace's detection at the middle of an upright crop (``roi.angle`` 0), in image pixels:
+        a close look at a spot where a face may be."""
+        det = self.center(rgb, roi)[1]
+        if det is None:
+            return None
+        scale = roi.size / CENTER_SIDE
+        x0, y0 = roi.cx - roi.size / 2.0, roi.cy - roi.size / 2.0
+        a, b, c, d = (float(v) * scale for v in det.box)
+        offset = np.array([x0, y0], np.float32)
+        keypoints = det.keypoints * np.float32(scale) + offset
+        return Detection(det.score, (x0 + a, y0 + b, x0 + c, y0 + d), keypoints)
+
     def center_score(self, rgb: npt.NDArray[np.uint8], roi: Roi) -> float:
         return self.center(rgb, roi)[0]
 

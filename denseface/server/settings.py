@@ -39,7 +39,7 @@ class Settings(BaseModel):
     qps: float | None = Field(50.0, ge=0)  # Tencent: 50 requests/s for the 五官定位 interface group
     deadline: float = Field(10.0, gt=0)
     min_face_size: float = Field(34.0, ge=0)
-    detector: Literal["fast", "thorough"] = "thorough"
+    detector: Literal["fast", "thorough", "exhaustive"] = "thorough"
     url_allow: tuple[str, ...] = ()
     url_connect_timeout: float = Field(3.0, gt=0)
     url_deadline: float = Field(8.0, gt=0)  # below `deadline`, so a slow download is a download error

@@ -49,7 +49,7 @@ class WorkerConfig:
     #: builds the worker's Analyzer (default ``Analyzer(model_dir)``); must be picklable (tests use one)
     analyzer_factory: Callable[[], Analyzer] | None = None
     log_level: int = logging.INFO
-    #: the face-finding profile of the worker's Analyzer ("thorough" or "fast")
+    #: the face-finding profile of the worker's Analyzer ("thorough", "fast" or "exhaustive")
     detector: str = "thorough"
 
 

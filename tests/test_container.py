@@ -101,6 +101,12 @@ def test_container_serves_as_non_root_and_drains_on_sigterm(engine: str, image: 
     containers.run(engine, "volume", "rm", "-f", volume, check=False)
 
 
+def test_the_weights_are_in_the_image_and_verified_offline(engine: str, image: str) -> None:
+    done = containers.run(engine, "run", "--rm", "--network", "none", image, "models", "verify")
+    assert len(done.stdout.splitlines()) == 5  # every pinned file, checked by sha256, no network
+    assert all(line.split("\t")[1].startswith("/opt/models/") for line in done.stdout.splitlines())
+
+
 def test_a_keys_file_the_container_user_cannot_read_is_one_clear_line(
     engine: str, image: str, tmp_path: Path
 ) -> None:

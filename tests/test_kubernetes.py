@@ -122,8 +122,8 @@ def test_podman_kube_play_serves(engine: str, image: str, tmp_path: Path) -> Non
             ips.append(containers.run("podman", "inspect", infra.strip(), "--format", fmt).stdout.strip())
         for ip in ips:  # ready: workers up and Redis (another pod) answering
             containers.wait_for(f"http://{ip}:8000/readyz", timeout=90)
-            health = httpx.get(f"http://{ip}:8000/healthz", timeout=5).json()
-            assert health["workers"] == 1  # DENSEFACE_WORKERS from limits.cpu
+            page = httpx.get(f"http://{ip}:8000/metrics", timeout=5).text
+            assert containers.metric(page, "denseface_workers") == 1  # DENSEFACE_WORKERS from limits.cpu
         photo = shared("robustness", "face_recognition", "obama-240p.jpg")
         for ip in ips:
             answer = containers.dense_landmarks(containers.sdk(f"{ip}:8000"), photo)

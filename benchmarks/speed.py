@@ -46,6 +46,7 @@ CASES = (
 CONFIGS: dict[str, dict[str, Any]] = {
     "denseface default": {},
     "denseface fast": {"detector": "fast"},
+    "denseface exhaustive (every detector, as before the cascade)": {"detector": "exhaustive"},
     "denseface verification off": {"verify_threshold": 0.0},
     "denseface refine=False": {"refine": False},
     "denseface fast min_face=80": {"detector": "fast", "min_face_size": 80.0},
@@ -168,16 +169,20 @@ def summary(ms: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(ordered), "p90_ms": p90, "min_ms": ordered[0]}
 
 
-def timed_loop(run: Callable[[int], int], n: int, warmup: int, runs: int) -> tuple[list[float], list[int]]:
+def timed_loop(
+    run: Callable[[int], int], n: int, warmup: int, runs: int
+) -> tuple[list[float], list[float], list[int]]:
     """Warm-ups (each of the n images at least once), then ``runs`` timed calls cycling through the
-    images. Returns the times (ms) and the number of faces found in each image."""
+    images. Returns the wall-clock times (ms), the process's CPU times (ms, all its threads: what other
+    processes on a busy machine do not inflate) and the number of faces found in each image."""
     faces = [run(i % n) for i in range(max(warmup, n))][:n]
-    ms = []
+    ms, cpu = [], []
     for i in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         faces[i % n] = run(i % n)
         ms.append((time.perf_counter() - start) * 1e3)
-    return ms, faces
+        cpu.append((time.process_time() - start_cpu) * 1e3)
+    return ms, cpu, faces
 
 
 def denseface_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -229,10 +234,16 @@ def denseface_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 raise RuntimeError("a face without 888 points")
             return len(faces)
 
-        ms, faces = timed_loop(run, len(blobs), spec["warmup"], spec["runs"])
+        ms, cpu, faces = timed_loop(run, len(blobs), spec["warmup"], spec["runs"])
         timed = counts[-spec["runs"] :]
         floor = statistics.median(c[4] for c in timed)
-        out["cases"][key] = {**summary(ms), "ms": ms, "faces": faces, "invokes": [c[:4] for c in timed]}
+        out["cases"][key] = {
+            **summary(ms),
+            "cpu_median_ms": statistics.median(cpu),
+            "ms": ms,
+            "faces": faces,
+            "invokes": [c[:4] for c in timed],
+        }
         per_run = statistics.median(t / c[4] for t, c in zip(ms, timed, strict=True))
         out["cases"][key].update(floor_ms=floor, floor_ratio=per_run, invoke_ms=[c[4] for c in timed])
         runners[key] = (run, len(blobs))
@@ -256,20 +267,20 @@ def stage_timers() -> dict[str, list[float]]:
     import cv2
 
     import denseface.api
-    from denseface.engine import centerface, detector, full_range, layout, mesh, pipeline, pose, verify
+    from denseface.engine import cascade, centerface, detector, full_range, layout, mesh, pose, verify
 
     targets = {
         "decode (Pillow, EXIF, to RGB)": (denseface.api, "load"),
-        "detect (all detectors and views)": (pipeline.FacePipeline, "detect"),
-        "  FullRangeDetector.detect": (full_range.FullRangeDetector, "detect"),
+        "face finding and landmarks (cascade.run)": (cascade, "run"),
+        "  FullRangeDetector.detect_with_weak": (full_range.FullRangeDetector, "detect_with_weak"),
         "  FaceDetector.detect (short-range)": (detector.FaceDetector, "detect"),
-        "  CenterFace.detect": (centerface.CenterFace, "detect"),
-        "    cv2.resize": (cv2, "resize"),
-        "verification (both detectors on each crop)": (verify.FaceVerifier, "evidence"),
-        "mesh runs": (mesh.FaceMesh, "run"),
-        "  cv2.warpAffine": (cv2, "warpAffine"),
-        "layout build": (layout.Layout, "build"),
-        "pose": (pose.PoseEstimator, "estimate"),
+        "  CenterFace.run (view and crops)": (centerface.CenterFace, "run"),
+        "  cv2.resize": (cv2, "resize"),
+        "  verification (both detectors on each crop)": (verify.FaceVerifier, "evidence"),
+        "  mesh runs": (mesh.FaceMesh, "run"),
+        "    cv2.warpAffine": (cv2, "warpAffine"),
+        "  layout build": (layout.Layout, "build"),
+        "  pose": (pose.PoseEstimator, "estimate"),
     }
     totals = {label: [0.0] for label in targets}
     for label, (owner, name) in targets.items():
@@ -301,9 +312,9 @@ def profile(run: Callable[[int], int], images: int, runs: int, det: FullRangeMet
         run(i % images)
     stages = {"end to end": time.perf_counter() - start, **{k: v[0] for k, v in _TIMERS.items()}}
     stages["    full-range invoke"] = det.seconds
-    stages["  mesh invoke"] = mesh.seconds
-    stages["  mesh rest (tensor, projection)"] = (
-        stages["mesh runs"] - mesh.seconds - stages["  cv2.warpAffine"]
+    stages["    mesh invoke"] = mesh.seconds
+    stages["    mesh rest (tensor, projection)"] = (
+        stages["  mesh runs"] - mesh.seconds - stages["    cv2.warpAffine"]
     )
     top_level = [v for k, v in stages.items() if k[0] != " " and k != "end to end"]
     stages["rest (Face objects, sort, API)"] = stages["end to end"] - sum(top_level)
@@ -337,8 +348,8 @@ def mediapipe_worker(spec: dict[str, Any]) -> dict[str, Any]:
         def run(i: int, paths: list[str] = paths) -> int:
             return len(landmarker.detect(mp.Image.create_from_file(paths[i])).face_landmarks)
 
-        ms, faces = timed_loop(run, len(paths), spec["warmup"], spec["runs"])
-        out["cases"][key] = {**summary(ms), "ms": ms, "faces": faces}
+        ms, cpu, faces = timed_loop(run, len(paths), spec["warmup"], spec["runs"])
+        out["cases"][key] = {**summary(ms), "cpu_median_ms": statistics.median(cpu), "ms": ms, "faces": faces}
     landmarker.close()
     return out
 
@@ -379,22 +390,26 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 HEAD = ("pipeline", "photo", "faces", "median ms", "p90 ms", "invokes full+short+mesh+CF", "floor ms")
-HEAD += ("÷ floor",)
+HEAD += ("÷ floor", "CPU ms")
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     """Markdown: one row per photo and pipeline."""
-    lines = ["| " + " | ".join((*HEAD, "÷ MediaPipe", "peak RSS MB")) + " |", "|" + "---|" * 10]
+    head = (*HEAD, "÷ MediaPipe", "÷ MediaPipe, CPU", "peak RSS MB")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     mp_cases = results.get(MEDIAPIPE, {}).get("cases", {})
     for key, label, _rotate in CASES:
         for name, res in results.items():
             case, floor = res["cases"][key], res["cases"][key].get("floor_ms")
             median, faces = case["median_ms"], "/".join(map(str, case["faces"]))
             invokes = "/".join(sorted({"+".join(map(str, c)) for c in case.get("invokes", [])})) or "–"
-            vs_mp, rss = ratio(median, mp_cases.get(key, {}).get("median_ms")), f"{res['peak_rss_mb']:.0f}"
+            peer = mp_cases.get(key, {})
+            vs_mp, rss = ratio(median, peer.get("median_ms")), f"{res['peak_rss_mb']:.0f}"
+            cpu_mp = ratio(case.get("cpu_median_ms"), peer.get("cpu_median_ms"))
             cells = [name, label, faces, f"{median:.1f}", f"{case['p90_ms']:.1f}", invokes]
             vs_floor = f"{case['floor_ratio']:.2f}×" if floor else "–"
-            cells += [f"{floor:.1f}" if floor else "–", vs_floor, vs_mp, rss]
+            cells += [f"{floor:.1f}" if floor else "–", vs_floor, f"{case.get('cpu_median_ms', 0):.1f}"]
+            cells += [vs_mp, cpu_mp, rss]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

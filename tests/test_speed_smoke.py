@@ -52,16 +52,20 @@ def test_quick_run_prints_table_and_json(model_dir: Path, tmp_path: Path) -> Non
     cases = result["cases"]
     assert set(cases) == {"portrait", "group", "wide", "rotations"}
     assert cases["portrait"]["faces"] == [1]
-    # the two adults, and the child cut by the bottom edge once covered faces are kept when verified
-    assert cases["group"]["faces"] == [3]
+    # the two adults, sure in the cascade's first view; the child cut by the bottom edge, which only
+    # CenterFace over the whole photo sees (no BlazeFace evidence there), is left to the exhaustive
+    # profile (docs/face-finding.md)
+    assert cases["group"]["faces"] == [2]
     assert cases["rotations"]["faces"] == [1, 1, 1, 1]  # rotate=True recovers every turn
     for case in cases.values():
         assert len(case["ms"]) == 3
         assert case["median_ms"] > 0
         assert case["floor_ms"] > 0
-        assert all(full >= 1 and short >= 1 and mesh >= 1 for full, short, mesh, _cf in case["invokes"])
-        # every face returned was verified on its crop: one CenterFace run per face at the default
-        assert all(cf >= 1 for *_, cf in case["invokes"])
+        assert all(full >= 1 and mesh >= 1 for full, _short, mesh, _cf in case["invokes"])
+    # the portrait is the cascade's ordinary case: sure without verification, no CenterFace run
+    assert all(cf == 0 and full == 1 for full, _s, _m, cf in cases["portrait"]["invokes"])
+    # the padded photo's child is not sure: it is verified on its crop (CenterFace and short-range)
+    assert all(cf >= 1 for *_, cf in cases["wide"]["invokes"])
     assert result["raw_invoke_ms"]["detector"] > 0
     assert result["raw_invoke_ms"]["mesh"] > 0
     assert result["peak_rss_mb"] >= result["rss_after_import_mb"] > 0

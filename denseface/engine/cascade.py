@@ -59,6 +59,7 @@ SURE_PRESENCE = 0.9  # the mesh's face-presence probability for a sure face
 LARGE_FACE = 0.125  # of the photo's longer side: ≥ 16 px in the short-range model's 128² input
 MAX_PROBES = 3  # weak detections looked at one by one; more: the thorough search
 PROBE_SCALE = 2.0  # the crop around a weak detection: this × its size
+CUT = 0.02  # a face reaching this far (of its size) beyond the frame is cut by it
 SAME_FACE_IOU = 0.3  # a short-range and a full-range detection of one face overlap at least this much
 MAX_RIVALS = 10  # Mode 1: the largest detections considered for the largest face
 CANDIDATES_PER_FACE = 2  # Mode 0: detections considered per face asked for …
@@ -115,6 +116,8 @@ def run(pipeline: FacePipeline, rgb: RGB, *, max_faces: int, rotate: bool) -> li
         if not faces
         else f"{len(weak)} weak detections away from the faces"
         if weak
+        else "a face is cut by the frame"
+        if any(_cut(face, rgb.shape[1], rgb.shape[0]) for face in faces)
         else ""
     )
     if doubt:
@@ -197,6 +200,19 @@ def _weak_regions(
         return []
     floor = LARGEST_MARGIN * biggest if largest else 0.0
     return [w for w in search.weak() if w.size >= floor and not any(overlaps(f.box, _box(w)) for f in faces)]
+
+
+def _cut(face: Face, width: int, height: int) -> bool:
+    """Whether a face reaches beyond the photo's frame (by :data:`CUT` of its size): the photo is
+    framed tight around its faces, and another face cut by the frame may show too little of itself
+    for BlazeFace."""
+    box, margin = face.box, CUT * max(face.box.width, face.box.height)
+    return (
+        box.x < -margin
+        or box.y < -margin
+        or box.x + box.width > width + margin
+        or box.y + box.height > height + margin
+    )
 
 
 def _probe(search: Search, weak: Detection) -> _Proposal | None:

@@ -136,17 +136,27 @@ class _Oval:
 
 
 class _StaticParts:
-    """Every part that is a fixed chain of mesh vertices, evaluated in one batch: one matrix product
-    for all the splines, one interpolation for all the arc-length resampling."""
+    """Every part that is a fixed chain of mesh vertices, evaluated in one batch: one gather and
+    weighted sum for all the splines (each dense sample mixes at most four control points, so the
+    block-diagonal spline matrix is kept as its four non-zeros a row), one interpolation for all the
+    arc-length resampling."""
 
     def __init__(self, parts: list[tuple[list[int], int, bool, int]]) -> None:
         weights = [catmull_rom_weights(len(chain), closed=False) for chain, _, _, _ in parts]
         rows = np.cumsum([0] + [w.shape[0] for w in weights])
         cols = np.cumsum([0] + [w.shape[1] for w in weights])
-        self._weights = np.zeros((rows[-1], cols[-1]))
+        matrix = np.zeros((rows[-1], cols[-1]))
         for w, r, c in zip(weights, rows[:-1], cols[:-1], strict=True):
-            self._weights[r : r + w.shape[0], c : c + w.shape[1]] = w
-        self._vertices = np.concatenate([chain for chain, _, _, _ in parts])
+            matrix[r : r + w.shape[0], c : c + w.shape[1]] = w
+        vertices = np.concatenate([chain for chain, _, _, _ in parts])
+        # per dense row: the mesh vertices of its (at most 4) non-zero weights, and those weights
+        taps = max(int(np.count_nonzero(row)) for row in matrix)
+        self._taps = np.zeros((len(matrix), taps), np.intp)
+        self._tap_weights = np.zeros((len(matrix), taps))
+        for i, row in enumerate(matrix):
+            nz = np.flatnonzero(row)
+            self._taps[i, : len(nz)] = vertices[nz]
+            self._tap_weights[i, : len(nz)] = row[nz]
         self._first, self._last = rows[:-1], rows[1:] - 1  # dense rows where each part starts / ends
         part_id = np.concatenate([np.full(count, i) for i, (_, count, _, _) in enumerate(parts)])
         self._part_id = part_id
@@ -155,7 +165,7 @@ class _StaticParts:
         self._where = np.concatenate([np.arange(start, start + count) for _, count, _, start in parts])
 
     def build(self, xy: F64, out: F64) -> None:
-        dense = self._weights @ xy[self._vertices]
+        dense = np.einsum("rk,rkd->rd", self._tap_weights, xy[self._taps])
         seg = np.linalg.norm(np.diff(dense, axis=0), axis=1)
         seg[self._last[:-1]] = 1.0  # a gap between parts keeps the cumulative length increasing
         cum = np.concatenate([[0.0], np.cumsum(seg)])

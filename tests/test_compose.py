@@ -1,7 +1,8 @@
 """``deploy/compose.yaml`` brought up as an operator would (podman-compose, or docker compose): two
 replicas and Redis behind one published port (nginx). 40 calls of a key with quota 30, eight at a
 time, give exactly 30 OK and both replicas served some; with Redis stopped the replicas say not ready
-(``/readyz`` 503) while staying alive (``/healthz`` 200)."""
+(``/readyz`` 503) while staying alive (``/healthz`` 200); replicas restarted with new addresses are
+reached again through the same port."""
 
 from __future__ import annotations
 
@@ -155,3 +156,8 @@ def test_replicas_are_not_ready_while_redis_is_down_but_stay_alive(stack: Stack)
         while stack.inside(name, "/readyz")[0] != 200:
             assert time.monotonic() < deadline, f"{name} did not become ready again"
             time.sleep(0.5)
+
+
+def test_restarted_replicas_are_reached_again_through_the_one_port(stack: Stack) -> None:
+    containers.run(stack.engine, "restart", *stack.containers("api"), timeout=120)
+    containers.wait_for(f"http://127.0.0.1:{stack.port}/readyz", timeout=60)  # nginx resolved them again

@@ -372,7 +372,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--library-duration", type=float, default=10.0, help="seconds per library run (default 10)")
     add("--no-library", action="store_true", help="skip the library-only runs")
     add("--workers", type=int, default=None, help="server worker processes (default: cores)")
-    add("--detector", choices=("thorough", "fast", "exhaustive"), default="thorough", help="face finding, both sides")
+    add(
+        "--detector",
+        choices=("thorough", "fast", "exhaustive"),
+        default="thorough",
+        help="face finding, both sides",
+    )
     add("--warmup", type=int, default=20, help="unmeasured requests before the levels (default 20)")
     add("--json", type=Path, default=None, help="also write the results as JSON here")
     add("--metering", action="store_true", help="the usage store's cost: one server per --stores")

@@ -26,6 +26,9 @@ from denseface.video import read_frames
 from tests.conftest import OTHER_ID, OTHER_KEY, SECRET_ID, SECRET_KEY, LiveServer, shared
 
 Answer = dict[str, Any]
+QUOTA_ID = "AKIDdensefaceSTREAMQUOTA000000000000"
+STOPPED_ID = "AKIDdensefaceSTREAMSTOP0000000000000"
+FACE_ONLY_ID = "AKIDdensefaceSTREAMFACE0000000000000"
 
 
 @pytest.fixture(scope="module")
@@ -247,12 +250,19 @@ def test_mode_and_versions(live_server: LiveServer, clip: list[tuple[float, byte
     assert sorted(s["TrackId"] for s in both["DenseFaceShapeSet"]) == [0, 1]
 
 
-@pytest.fixture
-def crash_server(model_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module")
+def own_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server of this module's own (two workers; keys with a quota, a state, an action list)."""
     from tests import serving
 
+    tmp_path = tmp_path_factory.mktemp("stream")
     keys = tmp_path / "keys.toml"
-    keys.write_text(f'[[keys]]\nsecret_id = "{SECRET_ID}"\nsecret_key = "{SECRET_KEY}"\nqps = 1000\n')
+    keys.write_text(
+        f'[[keys]]\nsecret_id = "{SECRET_ID}"\nsecret_key = "{SECRET_KEY}"\nqps = 1000\n'
+        f'[[keys]]\nsecret_id = "{QUOTA_ID}"\nsecret_key = "{SECRET_KEY}"\nquota = 2\n'
+        f'[[keys]]\nsecret_id = "{STOPPED_ID}"\nsecret_key = "{SECRET_KEY}"\nstate = "stopped"\n'
+        f'[[keys]]\nsecret_id = "{FACE_ONLY_ID}"\nsecret_key = "{SECRET_KEY}"\nactions = ["AnalyzeFace"]\n'
+    )
     os.chmod(keys, 0o600)
     server = serving.start(model_dir, tmp_path, keys, env={"DENSEFACE_WORKERS": "2"})
     try:
@@ -261,16 +271,14 @@ def crash_server(model_dir: Path, tmp_path: Path) -> Iterator[LiveServer]:
         serving.stop(server)
 
 
-def test_worker_crash_ends_only_its_streams(
-    crash_server: LiveServer, clip: list[tuple[float, bytes]]
-) -> None:
+def test_worker_crash_ends_only_its_streams(own_server: LiveServer, clip: list[tuple[float, bytes]]) -> None:
     """Two streams pinned to the two workers; the first worker is killed: its stream gets an error
     message and close code 1011, the other stream goes on with its tracker."""
     import signal
 
     import httpx
 
-    server = crash_server
+    server = own_server
     with _open(server) as first, _open(server) as second:
         _lockstep(first, clip[:3], timed=False)
         _lockstep(second, clip[:3], timed=False)
@@ -285,3 +293,22 @@ def test_worker_crash_ends_only_its_streams(
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1011
     assert all(a["DenseFaceShapeSet"][0]["TrackId"] == 0 for a in rest)
+
+
+def test_account_state_actions_and_quota(own_server: LiveServer, clip: list[tuple[float, bytes]]) -> None:
+    """A stopped key and a key without the action are refused at connection; a quota of 2 answers two
+    frames, refuses the next ones frame by frame, and then refuses a new connection."""
+    server = own_server
+    host = server.endpoint
+    for secret_id, code in (
+        (STOPPED_ID, "ResourceUnavailable.StopUsing"),
+        (FACE_ONLY_ID, "ResourceUnavailable.NotReady"),
+    ):
+        message, close_code, _ = _refusal(server, stream_url(secret_id, SECRET_KEY, host=host))
+        assert (message["Error"]["Code"], close_code) == (code, 1008)
+    with _open(server, QUOTA_ID) as ws:
+        answers = _lockstep(ws, clip[:4], timed=False)
+    codes = [a["Error"]["Code"] if "Error" in a else "OK" for a in answers]
+    assert codes == ["OK", "OK", "ResourceUnavailable.LowBalance", "ResourceUnavailable.LowBalance"]
+    message, close_code, _ = _refusal(server, stream_url(QUOTA_ID, SECRET_KEY, host=host))
+    assert (message["Error"]["Code"], close_code) == ("ResourceUnavailable.LowBalance", 1008)

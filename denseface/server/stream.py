@@ -163,8 +163,12 @@ class _Session:
             await self._answer_loop()
         except StreamEnded as ended:
             await self._end(ended)
-        except (WebSocketDisconnect, OSError, RuntimeError):  # the client is gone
+        except (WebSocketDisconnect, OSError):  # the client is gone
             pass
+        except Exception as exc:
+            if not self.closed:  # not a send to a client that just left: a bug
+                log.exception("stream %d failed", self.stream.id)
+                await self._end(ApiError("InternalError", detail=type(exc).__name__))
         finally:
             receiver.cancel()
             await asyncio.gather(receiver, return_exceptions=True)
@@ -262,7 +266,8 @@ class _Session:
     async def _settle(self, ticket: Ticket, code: str) -> None:
         await self.endpoint.state.gate.settle(ticket, code)  # a success that cannot be counted raises
 
-    async def _end(self, ended: StreamEnded) -> None:
+    async def _end(self, ended: DensefaceError) -> None:
+        """Say why the stream cannot go on, then close it (1011)."""
         log.error("stream %d ended: %s", self.stream.id, ended.message)
         body = envelope_for_error(ended, new_request_id(), self.language)["Response"]
         try:

@@ -122,3 +122,31 @@ def test_camera_with_a_wrong_key_says_why(camera_browser: Browser, live_server: 
     assert "AuthFailure.SignatureFailure" in shown
     assert answered == 0
     assert not problems
+
+
+@pytest.mark.parametrize("backend", ["webcrypto", "fallback"])
+def test_page_signs_the_stream_as_the_library(
+    camera_browser: Browser, live_server: LiveServer, backend: str
+) -> None:
+    """The page's ``signStreamQuery`` (WebCrypto, and the bundled SHA-256 used outside secure contexts)
+    gives the library's signature for the same parameters, with a key and region needing URL-encoding."""
+    from urllib.parse import parse_qsl
+
+    from denseface.rpc.stream import stream_query
+
+    key, region = "k+/= ü&key", "ap guangzhou&x=1"
+    page, problems = _open(camera_browser, live_server)
+    try:
+        query = page.evaluate(
+            """async ([key, region, backend]) => (await import("/static/tc3.js")).signStreamQuery({
+                 secretId: "AKIDx", secretKey: key, host: "127.0.0.1:8000", mode: 1, region,
+                 timestamp: 1700000000, nonce: 42, backend })""",
+            [key, region, backend],
+        )
+    finally:
+        page.context.close()
+    expected = stream_query(
+        "AKIDx", key, host="127.0.0.1:8000", mode=1, region=region, timestamp=1700000000, nonce=42
+    )
+    assert dict(parse_qsl(query)) == dict(parse_qsl(expected))
+    assert not problems

@@ -109,9 +109,10 @@ export async function sha256Hex(data, backend) {
  * by name, joined as k=v with &, values as sent, not URL-encoded); every value is then URL-encoded.
  */
 export async function signStreamQuery({ secretId, secretKey, host, mode = 0, version = "2020-03-03",
-  region = "ap-guangzhou", timestamp = Math.floor(Date.now() / 1000), backend } = {}) {
+  region = "ap-guangzhou", timestamp = Math.floor(Date.now() / 1000),
+  nonce = 1 + Math.floor(Math.random() * 2147483646), backend } = {}) {
   const params = {
-    Action: "AnalyzeDenseLandmarks", Mode: String(mode), Nonce: String(1 + Math.floor(Math.random() * 2147483646)),
+    Action: "AnalyzeDenseLandmarks", Mode: String(mode), Nonce: String(nonce),
     Region: region, SecretId: secretId, SignatureMethod: "HmacSHA256", Timestamp: String(timestamp), Version: version,
   };
   const names = Object.keys(params).sort();

@@ -109,6 +109,24 @@ def test_corrupt_frame_mid_stream(live_server: LiveServer, clip: list[tuple[floa
     assert all(a["DenseFaceShapeSet"][0]["TrackId"] == 0 for a in answers if "Error" not in a)
 
 
+def test_frame_sizes(live_server: LiveServer, clip: list[tuple[float, bytes]]) -> None:
+    """A frame over the API's 5 MB image limit gets ``FailedOperation.ImageSizeExceed`` and the stream goes
+    on; a message over 8 MiB closes the connection (1009) without being analysed."""
+    padded = clip[0][1] + b"\0" * (5 * 1024 * 1024)  # a JPEG with 5 MiB of padding after its end
+    with _open(live_server) as ws:
+        ws.send(padded)
+        too_large = _recv(ws)
+        ws.send(clip[1][1])
+        fine = _recv(ws)
+        ws.send(b"\0" * (9 * 1024 * 1024))
+        with pytest.raises(ConnectionClosed) as closed:
+            _recv(ws)
+    assert too_large["Error"]["Code"] == "FailedOperation.ImageSizeExceed"
+    assert fine["DenseFaceShapeSet"][0]["TrackId"] == 0
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009
+
+
 def test_times_given_by_the_client_must_increase(
     live_server: LiveServer, clip: list[tuple[float, bytes]]
 ) -> None:

@@ -19,9 +19,10 @@ Connection (docs/stream.md has the client's side):
    or ``{"Frame": i, "Error": {"Code", "Message"}, "RequestId"}`` for a frame that cannot be used (the
    API's codes: corrupt, too large, rate or quota) — the stream goes on.
 3. **Latest wins.** One frame runs at a time; a frame that arrives while another runs replaces the one
-   waiting (if any), which is never analysed: the next answer lists it in ``Skipped`` (omitted when
-   empty; the first :data:`MAX_SKIPPED_LISTED`, the rest counted in ``SkippedMore``). The server holds at
-   most one waiting frame per connection, and reads nothing more while an answer cannot be sent.
+   waiting (if any), which is never analysed: the next frame analysed lists it in its answer's
+   ``Skipped`` (omitted when empty), so every frame is answered or listed once, in order (the first
+   :data:`MAX_SKIPPED_LISTED`; the rest counted in ``SkippedMore``). The server holds at most one
+   waiting frame per connection, and keeps reading (and dropping) while an answer cannot be sent.
 4. **State.** The connection's tracker lives in the worker process its frames run in
    (:meth:`denseface.server.workers.ProcessPool.open_stream`) and is freed when the connection ends. If
    that worker stops, the stream ends: ``{"Error": {"Code": "FailedOperation.ServerError", …}}`` then

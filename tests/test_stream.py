@@ -136,11 +136,15 @@ def test_times_given_by_the_client_must_increase(
         ws.send("{not json")
         ws.send(clip[2][1])
         garbled = _recv(ws)
+        ws.send(json.dumps({"Time": 5.05, "pad": "x" * 100_000}))
+        ws.send(clip[2][1])
+        too_long = _recv(ws)
         later = _lockstep(ws, [(5.1, clip[3][1])])[0]
     assert "DenseFaceShapeSet" in first
     assert "DenseFaceShapeSet" in later
     assert same["Error"]["Code"] == "InvalidParameterValue"
     assert garbled["Error"]["Code"] == "InvalidParameter"
+    assert too_long["Error"]["Code"] == "InvalidParameter"
 
 
 def _refusal(server: LiveServer, url: str) -> tuple[Answer, int | None, str]:

@@ -58,6 +58,7 @@ MAX_STREAMS_PER_WORKER = 8
 #: the API's 5 MB image limit get ``FailedOperation.ImageSizeExceed`` and the stream goes on
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_SKIPPED_LISTED = 256
+MAX_TEXT_MESSAGE = 256  # characters of a {"Time": seconds} message
 POLICY_VIOLATION = 1008
 SERVER_ERROR_CLOSE = 1011
 
@@ -280,6 +281,8 @@ class _Session:
 
 def _time_message(text: str) -> float | ApiError:
     """The time a ``{"Time": seconds}`` text message gives the next frame, or the error that frame gets."""
+    if len(text) > MAX_TEXT_MESSAGE:  # never parsed: a Time message is a few bytes
+        return ApiError("InvalidParameter", detail='a text message must be {"Time": seconds}')
     try:
         value: Any = json.loads(text)
     except ValueError:

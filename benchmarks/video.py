@@ -271,12 +271,19 @@ def tune(analyzer: Analyzer, path: Path) -> OneEuro:
     print("| filter | jitter ÷ per-frame | deviation % IOD | @pan: deviation % IOD |")
     print("|---|---|---|---|")
     best: tuple[float, OneEuro] | None = None
-    grid = [(speed, 1.0, min_cutoff, beta) for speed in ("point",) for min_cutoff, beta in _cutoffs()]
-    grid += [("face", dc, min_cutoff, beta) for dc in (1.0, 2.0, 4.0) for min_cutoff, beta in _cutoffs()]
-    for speed, dc, min_cutoff, beta in grid:
-        params = OneEuro(min_cutoff=min_cutoff, beta=beta, derivative_cutoff=dc, speed=speed)
+    grid = [OneEuro(m, b, 1.0, speed="point") for m, b in _cutoffs()]
+    grid += [
+        OneEuro(m, b, dc, speed="face", deformation=k)
+        for dc in (2.0, 4.0)
+        for k in (0.0, 3.0, 10.0, 30.0)
+        for m, b in _cutoffs()
+    ]
+    for params in grid:
         (ratio, dev), (_, pan_dev) = measure(params, "still"), measure(params, "pan")
-        row = f"| {speed} speed, derivative {dc}, min_cutoff {min_cutoff}, beta {beta} | {ratio:.3f} |"
+        row = (
+            f"| {params.speed} speed, derivative {params.derivative_cutoff}, deformation "
+            f"{params.deformation}, min_cutoff {params.min_cutoff}, beta {params.beta} | {ratio:.3f} |"
+        )
         print(f"{row} {100 * dev:.3f} | {100 * pan_dev:.2f} |", flush=True)
         fits = ratio <= TUNE_JITTER and dev <= TUNE_DEVIATION
         if fits and (best is None or pan_dev < best[0]):
@@ -294,7 +301,9 @@ def tune(analyzer: Analyzer, path: Path) -> OneEuro:
 
 
 def _cutoffs() -> list[tuple[float, float]]:
-    return [(m, b) for m in (0.5, 0.75, 1.0, 1.5, 2.0, 3.0) for b in (0.0, 1.0, 3.0, 5.0, 10.0, 20.0, 40.0)]
+    return [
+        (m, b) for m in (0.5, 0.75, 1.0, 1.5, 2.0, 3.0) for b in (0.0, 1.0, 3.0, 5.0, 10.0, 20.0, 40.0, 80.0)
+    ]
 
 
 def clip_frames(path: Path) -> list[tuple[float, np.ndarray]]:

@@ -199,9 +199,9 @@ def test_one_euro_is_scale_free_and_follows_time() -> None:
 
 
 def test_face_speed_lags_less_than_point_speed() -> None:
-    """Noisy points at rest, then moving at 3 face sizes per second: the default filter (the face's own
-    speed) is about as steady at rest as the former default (each point's speed, 1 Hz, beta 3) and lags
-    far less in motion."""
+    """Noisy points at rest, then moving at 3 face sizes per second: the face's own speed (the default
+    cutoffs, no deformation term) is about as steady at rest as the former default (each point's speed,
+    1 Hz, beta 3) and lags far less in motion."""
     rng = np.random.default_rng(1)
     times = np.arange(90) / 30.0
     base = rng.uniform(0, 100, (50, 2)).astype(np.float32)
@@ -209,7 +209,10 @@ def test_face_speed_lags_less_than_point_speed() -> None:
     motion = np.stack([shift, np.zeros_like(shift)], axis=1)[:, None, :]
     raw = (base + rng.normal(0, 0.5, (90, 50, 2)) + motion).astype(np.float32)
     results = {}
-    for name, params in (("face", OneEuro()), ("point", OneEuro(1.0, 3.0, 1.0, speed="point"))):
+    for name, params in (
+        ("face", OneEuro(deformation=0.0)),
+        ("point", OneEuro(1.0, 3.0, 1.0, speed="point")),
+    ):
         f = PointFilter(params)
         out = np.array([f(pts, float(t), 100.0) for t, pts in zip(times, raw, strict=True)])
         error = np.linalg.norm(out - (base + motion), axis=2).mean(axis=1)
@@ -288,3 +291,26 @@ def test_cli_video_truncated_keeps_frames(
     assert code == 1
     assert "cannot open" in caplog.text
     assert not missing_out.exists()
+
+
+def test_deformation_smooths_a_glitch_not_a_motion() -> None:
+    """Half the points jump for one frame and come back (a hand or a blur passing over the face): with the
+    deformation term the filtered points follow the jump far less; a rigid motion of every point is
+    followed exactly as without it. (A deformation that lasts is followed a frame later.)"""
+    rng = np.random.default_rng(2)
+    base = rng.uniform(0, 100, (60, 2)).astype(np.float32)
+    times = np.arange(40) / 30.0
+    glitch = np.zeros((40, 60, 2), np.float32)
+    glitch[20, :30] = 15.0  # 15% of the face size
+    slide = np.zeros((40, 60, 2), np.float32)
+    slide[20:] = (np.arange(20) * 10.0)[:, None, None]  # 3 face sizes per second, every point
+    for moves, damped in ((glitch, True), (slide, False)):
+        outs = {}
+        for k in (0.0, 10.0):
+            f = PointFilter(OneEuro(deformation=k))
+            outs[k] = np.array([f(base + m, float(t), 100.0) for t, m in zip(times, moves, strict=True)])
+        error = {k: float(np.abs(out - (base + moves)).mean()) for k, out in outs.items()}
+        if damped:  # the glitch: the filtered points follow the jump far less
+            assert np.abs(outs[10.0][20:30] - base).max() < 0.3 * np.abs(outs[0.0][20:30] - base).max()
+        else:  # a rigid motion has no deformation: followed exactly as without the term
+            assert math.isclose(error[10.0], error[0.0], rel_tol=1e-4)

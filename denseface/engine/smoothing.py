@@ -15,6 +15,15 @@ cutoff; ``"point"`` is the paper's, each point's distance from its own filtered 
 centroid averages the landmarks' noise away, so at rest its speed is near zero while a moving face's
 is its true speed from the first frame of the motion: ``beta`` can be larger (less lag) for the same
 steadiness at rest.
+
+A face covered or blurred for a moment (a hand passing) makes its points jump *apart from* the face's
+motion; talking moves a few of them. With the face's speed, the filter also measures that deformation
+— the median over the points of their motion apart from the centroid's, in face sizes per second —
+and divides the cutoff by ``1 + deformation × that``: a one-frame glitch is smoothed hard (a
+deformation that lasts is followed a frame later), a rigid motion is followed as without the term,
+a talking mouth changes the median little. It also smooths a noisier mesh (a dark, grainy camera)
+harder, so such a face lags more in motion; ``deformation=0`` turns it off. (``speed="point"``
+ignores ``deformation``.)
 """
 
 from __future__ import annotations
@@ -41,17 +50,22 @@ class OneEuro:
     ``min_cutoff``: cutoff (Hz) of a still point — lower is smoother and lags more;
     ``beta``: how much the cutoff rises per face size per second of speed (Hz·s per face size) —
     higher follows fast motion with less lag; ``derivative_cutoff``: cutoff (Hz) of the speed estimate;
-    ``speed``: whose speed raises the cutoff, the face's (``"face"``) or each point's (``"point"``).
+    ``speed``: whose speed raises the cutoff, the face's (``"face"``) or each point's (``"point"``);
+    ``deformation``: how much the points' motion apart from the face's lowers the cutoff (per face size
+    per second; 0: not at all).
     """
 
-    min_cutoff: float = 0.5
-    beta: float = 10.0
+    min_cutoff: float = 0.75
+    beta: float = 20.0
     derivative_cutoff: float = 2.0
     speed: str = "face"
+    deformation: float = 10.0
 
     def __post_init__(self) -> None:
         if not (self.min_cutoff > 0 and self.derivative_cutoff > 0 and self.beta >= 0):
             raise ValueError("One Euro cutoffs must be > 0 and beta >= 0")
+        if not self.deformation >= 0:
+            raise ValueError("deformation must be >= 0")
         if self.speed not in SPEEDS:
             raise ValueError(f"speed must be one of {', '.join(SPEEDS)}, not {self.speed!r}")
 
@@ -68,31 +82,35 @@ class PointFilter:
         self.params = params
         self._value: F64 | None = None
         self._speed: F64 | None = None
-        self._centre: F64 | None = None  # the raw points' centroid on the last frame
+        self._raw: F64 | None = None  # the raw points on the last frame
         self._time = 0.0
 
     def __call__(self, points: F32, time: float, scale: float) -> F32:
         """The filtered points for raw ``points`` at ``time`` (seconds); ``scale``: the face size in the
         points' units (px), > 0."""
         x = points.astype(np.float64)
-        centre = x[:, :2].mean(axis=0)
-        if self._value is None or self._speed is None or self._centre is None or time <= self._time:
+        if self._value is None or self._speed is None or self._raw is None or time <= self._time:
             face = self.params.speed == "face"
-            self._value, self._time, self._centre = x, time, centre
-            self._speed = np.zeros_like(centre) if face else np.zeros_like(x)
+            self._value, self._time, self._raw = x, time, x
+            self._speed = np.zeros(2) if face else np.zeros_like(x)
             return points.astype(np.float32)
         dt = time - self._time
         p = self.params
+        size = max(scale, 1e-6)
         if p.speed == "face":  # the face's own motion: its raw centroid, frame to frame
-            speed = (centre - self._centre) / dt
+            motion = (x[:, :2] - self._raw[:, :2]) / dt  # each point's, px/s
+            speed = motion.mean(axis=0)  # the centroid's
             self._speed = self._speed + _alpha(p.derivative_cutoff, dt) * (speed - self._speed)
-            rate: F64 | float = float(np.linalg.norm(self._speed)) / max(scale, 1e-6)
+            rate: F64 | float = float(np.linalg.norm(self._speed)) / size  # face sizes per second
+            apart = motion - speed  # each point's motion apart from the face's
+            deform = float(np.median(np.linalg.norm(apart, axis=1))) / size
+            cutoff: F64 | float = (p.min_cutoff + p.beta * rate) / (1.0 + p.deformation * deform)
         else:  # each point's distance from its filtered value (Casiez et al.)
             speed = (x - self._value) / dt
             self._speed = self._speed + _alpha(p.derivative_cutoff, dt) * (speed - self._speed)
-            rate = np.linalg.norm(self._speed[:, :2], axis=1, keepdims=True) / max(scale, 1e-6)
-        # face sizes per second
-        a = _alpha(p.min_cutoff + p.beta * rate, dt)
+            rate = np.linalg.norm(self._speed[:, :2], axis=1, keepdims=True) / size
+            cutoff = p.min_cutoff + p.beta * rate
+        a = _alpha(cutoff, dt)
         self._value = self._value + a * (x - self._value)
-        self._time, self._centre = time, centre
+        self._time, self._raw = time, x
         return self._value.astype(np.float32)

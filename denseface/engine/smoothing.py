@@ -45,7 +45,7 @@ class OneEuro:
     (that clip alone, as recorded and sliding sideways): among the settings with jitter ≤ 0.40× per-frame
     ``analyze`` and a mean distance to it ≤ 1% of the inter-ocular distance, the one that lags least
     in fast motion (docs/stream.md "The tracker"; the paper's per-point speed, the earlier default
-    ``OneEuro(1.0, 3.0, 1.0, "point")``, lags 2.2× more there).
+    ``OneEuro(1.0, 3.0, 1.0, "point")``, lags 2.3× more there).
 
     ``min_cutoff``: cutoff (Hz) of a still point — lower is smoother and lags more;
     ``beta``: how much the cutoff rises per face size per second of speed (Hz·s per face size) —

@@ -23,6 +23,7 @@ from denseface.rpc.fetch import UrlFetcher, parse_networks
 from denseface.rpc.service import ActionService, ServiceOptions
 from denseface.server.app import ApiApp, create_app
 from denseface.server.settings import Settings
+from denseface.server.stream import MAX_MESSAGE_BYTES
 from denseface.server.worker_process import WorkerConfig
 from denseface.server.workers import ProcessPool
 
@@ -122,5 +123,7 @@ def serve(
         log_level="warning",
         server_header=False,
         proxy_headers=False,
+        ws="websockets-sansio",  # /v1/stream; reads one message at a time (paused until the app takes it)
+        ws_max_size=MAX_MESSAGE_BYTES,
     )
     return 0

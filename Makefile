@@ -98,6 +98,7 @@ bench: setup
 	$(PY) benchmarks/http_load.py
 	$(PY) benchmarks/http_load.py --metering
 	$(PY) benchmarks/video.py
+	$(PY) benchmarks/stream.py
 	$(PY) benchmarks/batch.py
 
 clean:

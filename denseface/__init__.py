@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from denseface.engine.layout import REGION_COUNTS, REGION_NAMES
     from denseface.engine.result import Box, Face, Pose, TrackedFace, VideoFrame
     from denseface.engine.smoothing import OneEuro
+    from denseface.rpc.stream import stream_url
 
 # Imported on first use, so that `import denseface.<module>` does not load the engine's libraries
 # (LiteRT, OpenCV, NumPy) into processes that never run a model, such as the server's main process.
@@ -38,6 +39,7 @@ _LAZY = {
     "TrackedFace": "denseface.engine.result",
     "VideoFrame": "denseface.engine.result",
     "OneEuro": "denseface.engine.smoothing",
+    "stream_url": "denseface.rpc.stream",
     "REGION_COUNTS": "denseface.engine.layout",
     "REGION_NAMES": "denseface.engine.layout",
     "Box": "denseface.engine.result",
@@ -76,4 +78,5 @@ __all__ = [
     "VideoFrame",
     "__version__",
     "analyze",
+    "stream_url",
 ]

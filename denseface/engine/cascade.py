@@ -1,39 +1,38 @@
 """Face finding as a cascade: stages in order of cost, each run only when what the earlier ones found
-leaves the answer unsure.
+leaves the answer unsure (``docs/face-finding.md`` has the measurements behind every number here).
 
-An ordinary photo — clear, upright faces that one detector view finds with confidence — costs what
-MediaPipe's pipeline costs: one detector view and the mesh on each face. The stages, with what each
-costs on one core (512² portrait / 1080p, measured by ``benchmarks/speed.py``):
+An ordinary photo — clear, upright faces that one detector view finds with confidence — costs about
+what MediaPipe's pipeline costs: one detector view (two when a face is large) and the mesh on each
+face. In order:
 
-1. **Full-range view** (always): BlazeFace full-range once over the photo, scaled so the smallest face
-   searched for is 10 px (``pipeline.Search``): 3–4 / 15 ms. Its detections from 0.4 are proposals;
-   fainter ones (from :data:`pipeline.WEAK_SCORE`) mark where a face may hide.
-2. **Mesh on each proposal** (always), largest first, with the refining second pass where the first
-   crop was off (as before): 4–5 ms a pass. A proposal is **sure** — a face, no verification needed
-   — when the mesh sees a face (presence ≥ :data:`SURE_PRESENCE`) where the detector put it (its box
-   mostly inside the mesh's) and a BlazeFace model scored it ≥ :data:`SURE_SCORE`. On the tuning
-   photos without faces (``benchmarks/precision.py``) no proposal the mesh accepts scores above 0.79
-   on either model (a cartoon lion, a spider); 0.85 leaves a step of margin.
-3. **Short-range view** (1.3 ms), only when a proposal is not sure or none was found: the full-range
-   model under-scores large, close faces (0.45–0.7 on the shared portraits) that short-range, made
-   for them, scores ≥ 0.85; it also proposes large faces the full-range view missed.
-4. **The thorough search** (``Search.union``), only when a doubt remains: CenterFace over the view,
-   BlazeFace and CenterFace on each face's aligned crop (verification, ``verify.py``), other
-   detections of a face as crops to try, the turned views with ``rotate``. Sure faces are kept as
-   they are; everything already run is reused. The doubts, each a reason the cheap stages can miss a
-   face or keep a false one:
+1. **Full-range view** (always): BlazeFace full-range over the photo, scaled so the smallest face
+   searched for is 10 px; with ``rotate`` also turned by 90°, 180° and 270°, and where views overlap
+   the detection that scored highest gives the crop. Scores from 0.4 propose faces; fainter ones
+   (from :data:`pipeline.WEAK_SCORE`) mark where a face may hide.
+2. **Mesh on each proposal**, largest first, with the refining second pass where the first crop was
+   off. A proposal is **sure** — a face, no verification — when the mesh sees a face (presence ≥
+   :data:`SURE_PRESENCE`) where the detector put it (its box mostly inside the mesh's) and BlazeFace is
+   confident: either model ≥ :data:`SURE_SCORE`, or both ≥ :data:`SURE_SUM`. Chosen on the tuning
+   photos without faces of ``benchmarks/precision.py``: no proposal the mesh accepts there scores above
+   0.79 on either model (a cartoon spider) or 1.445 on both (a cartoon lion); each threshold is one
+   step above.
+3. **Short-range view** (1.3 ms): before stage 2 when the largest proposal is large (the full-range
+   model under-scores large, close faces, and the short-range crop of them rarely needs a second mesh
+   pass), else only when a proposal is not sure or none was found.
+4. **Verification** (``verify.py``) of each proposal that is not sure. With ``rotate`` every face is
+   verified: a confident mesh can be fitted upside down on a face turned with the photo.
+5. **A close look** (CenterFace on a crop) at each weak detection away from the faces, up to
+   :data:`MAX_PROBES`: what it sees there is fitted and verified.
+6. **The thorough search** (``Search.union``) when a doubt remains — no face found, a proposal neither
+   sure nor verified, too many weak detections, a face cut by the frame: CenterFace over the view,
+   every detector's proposals merged, alternatives tried, the turned views with ``rotate``. Faces
+   already settled are kept and every run made so far is reused.
 
-   * no sure face at all (a photo without faces, or with only turned, covered or small ones);
-   * a proposal that is not sure: verification decides, and a face that fails may be turned or
-     covered, which CenterFace finds better;
-   * a weak full-range detection away from the sure faces: a face may hide there;
-   * with ``rotate``, a sure face turned by more than 45°: the photo may be turned as a whole.
-
-   Only what can change the answer counts: in Mode 1 candidates smaller than half the largest
-   detection (they cannot be the largest face), in Mode 0 what comes after ``max_faces`` sure faces.
-
-Every request's work has a ceiling: Mode 1 considers the :data:`MAX_RIVALS` largest detections,
-Mode 0 at most ``max_faces`` × :data:`CANDIDATES_PER_FACE` + :data:`EXTRA_CANDIDATES` candidates.
+Only what can change the answer counts: in Mode 1 candidates smaller than half the largest detection
+(they cannot be the largest face), in Mode 0 what comes after ``max_faces`` settled faces. Every
+request's work has a ceiling: Mode 1 considers the :data:`MAX_RIVALS` largest detections, Mode 0 at
+most ``max_faces`` × :data:`CANDIDATES_PER_FACE` + :data:`EXTRA_CANDIDATES` candidates. The profile
+``exhaustive`` skips the cascade: stage 6 on every photo.
 """
 
 from __future__ import annotations

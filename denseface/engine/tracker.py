@@ -4,12 +4,15 @@ As MediaPipe's face landmarker does in its video mode, a face once found is *fol
 crop comes from its previous landmarks (the mesh's own box in the face's rotated frame), so a
 frame costs one mesh pass per face instead of every detector. The detectors run (``detect``):
 
-* on the first frame, then every ``detect_every`` frames, to pick up new faces (within that many
-  frames) and to re-verify the followed ones: a followed face no detection confirms must pass the
-  same two-detector verification as a photo's face (``verify.py``) or its track ends;
-* on any frame where a track is lost: the mesh's presence score on the followed crop fell below
-  ``presence_threshold`` (the face left, was covered, or the crop slipped off it). A face the
-  detectors find again on that frame, where the lost track was, keeps its id.
+* on the first frame, then every ``detect_every`` frames while faces are followed, to pick up new
+  faces and to re-verify the followed ones: a followed face no detection confirms must pass the same
+  two-detector verification as a photo's face (``verify.py``) or its track ends;
+* every ``search_every`` frames while no face is followed (a frame without a face costs only the
+  detectors, so a face entering an empty scene is found within that many frames);
+* on any frame where a track is lost — the mesh's presence score on the followed crop fell below
+  ``presence_threshold`` (the face left, was covered, or the crop slipped off it) — and on every frame
+  for ``relink_frames`` frames after it. A face the detectors find where a lost track was, within that
+  time, keeps its id; its filter starts again from the new points (no lag carried over the gap).
 
 Each followed face's raw mesh is smoothed by a One Euro filter (``smoothing.py``) scaled to its
 inter-ocular distance, and the 888 points, box and pose are built from the smoothed mesh; the next
@@ -34,24 +37,34 @@ F32 = npt.NDArray[np.float32]
 RGB = npt.NDArray[np.uint8]
 
 DETECT_EVERY = 10
+SEARCH_EVERY = 3
+RELINK_FRAMES = 10
 
 
 @dataclass(frozen=True)
 class TrackerOptions:
     """``max_faces``: faces followed at most (1: only the largest, as Mode 1); ``rotate``: detection
     also looks for faces turned by 90/180/270°; ``detect_every``: detectors run every this many frames
-    (≥ 1; 1 = on every frame); ``smooth``: the filter's parameters, ``None`` for raw points."""
+    (≥ 1; 1 = on every frame) while faces are followed, and every ``search_every`` frames (at most
+    ``detect_every``) while none is; ``relink_frames``: how long a lost track may be found again (and
+    detection runs on every frame meanwhile; 0: only on the frame it was lost); ``smooth``: the
+    filter's parameters, ``None`` for raw points."""
 
     max_faces: int = 5
     rotate: bool = False
     detect_every: int = DETECT_EVERY
     smooth: OneEuro | None = field(default_factory=OneEuro)
+    search_every: int = SEARCH_EVERY
+    relink_frames: int = RELINK_FRAMES
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
             raise ValueError(f"max_faces must be at least 1, not {self.max_faces!r}")
-        if self.detect_every < 1:
-            raise ValueError(f"detect_every must be at least 1, not {self.detect_every!r}")
+        for name in ("detect_every", "search_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)!r}")
+        if self.relink_frames < 0:
+            raise ValueError(f"relink_frames must be at least 0, not {self.relink_frames!r}")
 
 
 @dataclass(eq=False)  # compared by identity
@@ -63,6 +76,7 @@ class _Track:
     evidence: float | None
     filter: PointFilter | None
     face: Face | None = None  # this frame's result
+    lost_for: int = 0  # frames since it was lost (lost tracks only)
 
 
 def interocular(mesh: F32) -> float:
@@ -89,6 +103,7 @@ class FaceTracker:
         self.pipeline = pipeline
         self.options = options or TrackerOptions()
         self._tracks: list[_Track] = []
+        self._lost: list[_Track] = []  # lost within the last relink_frames frames
         self._next_id = 0
         self._since_detection = 0
         self._time: float | None = None
@@ -96,6 +111,7 @@ class FaceTracker:
     def reset(self) -> None:
         """Forget every track (a new video); ids keep counting up."""
         self._tracks = []
+        self._lost = []
         self._since_detection = 0
         self._time = None
 
@@ -105,18 +121,23 @@ class FaceTracker:
             raise ValueError(f"frame times must increase: {time!r} after {self._time!r}")
         first = self._time is None
         self._time = time
+        opts = self.options
         lost = [t for t in self._tracks if not self._follow(rgb, t)]
         self._tracks = [t for t in self._tracks if t not in lost]
+        for track in self._lost:
+            track.lost_for += 1
+        self._lost = [t for t in self._lost if t.lost_for <= opts.relink_frames] + lost
         self._since_detection += 1
+        every = opts.detect_every if self._tracks else min(opts.search_every, opts.detect_every)
         new: list[_Track] = []
-        if first or lost or self._since_detection >= self.options.detect_every:
+        if first or self._lost or self._since_detection >= every:
             self._since_detection = 0
-            new = self._detect(rgb, lost)
+            new = self._detect(rgb)
         for track in self._tracks:
             track.face = self._result(track, time)
         self._tracks += new
         self._tracks.sort(key=lambda t: _area(t.face), reverse=True)
-        del self._tracks[self.options.max_faces :]
+        del self._tracks[opts.max_faces :]
         return tuple(TrackedFace(t.id, t.face, t in new) for t in self._tracks if t.face is not None)
 
     # -- following -----------------------------------------------------------------------------
@@ -144,9 +165,9 @@ class FaceTracker:
         return self.pipeline.build_face(mesh, track.score, track.presence, track.evidence)
 
     # -- detection -----------------------------------------------------------------------------
-    def _detect(self, rgb: RGB, lost: list[_Track]) -> list[_Track]:
+    def _detect(self, rgb: RGB) -> list[_Track]:
         """New faces, and the followed ones re-verified (tracks failing verification end). A new face
-        where a track was lost on this frame continues that track (its id and filter)."""
+        where a track was lost (within ``relink_frames``) continues that track (its id)."""
         pipeline, opts = self.pipeline, self.options
         candidates = pipeline.detect(rgb, rotate=opts.rotate)
         boxes = {t.id: _mesh_box(t.mesh) for t in self._tracks}
@@ -170,22 +191,22 @@ class FaceTracker:
             face = pipeline.best_face(rgb, det)
             if face is None or any(overlaps(face.box, _mesh_box(t.mesh)) for t in [*self._tracks, *new]):
                 continue
-            track = self._start(face, [t for t in lost if overlaps(face.box, _mesh_box(t.mesh))])
-            lost = [t for t in lost if t is not track]
+            track = self._start(face, [t for t in self._lost if overlaps(face.box, _mesh_box(t.mesh))])
+            self._lost = [t for t in self._lost if t is not track]
             new.append(track)
         return new
 
     def _start(self, face: Face, lost: list[_Track]) -> _Track:
-        """A track for a detected face: a lost one it continues (smoothed on), or a new id."""
-        if lost:
-            track = lost[0]
-            track.mesh, track.score, track.presence = face.mesh, face.score, face.presence
-            track.evidence = face.evidence
-            track.face = self._result(track, self._time or 0.0)
-            return track
+        """A track for a detected face: a lost one it continues (its id; the filter starts again from
+        these points, so nothing from before the gap lags behind them), or a new id."""
         smoother = PointFilter(self.options.smooth) if self.options.smooth is not None else None
         if smoother is not None:
             smoother(face.mesh, self._time or 0.0, interocular(face.mesh))
+        if lost:
+            track = lost[0]
+            track.mesh, track.score, track.presence = face.mesh, face.score, face.presence
+            track.evidence, track.filter, track.face, track.lost_for = face.evidence, smoother, face, 0
+            return track
         track = _Track(self._next_id, face.mesh, face.score, face.presence, face.evidence, smoother, face)
         self._next_id += 1
         return track

@@ -283,6 +283,7 @@ def _parse_v1(
     now: float,
     credentials: CredentialLookup,
     state: _State,
+    path: str = "/",
 ) -> ApiCall:
     _check_sizes(method, query, body, MAX_V1_BODY_BYTES)
     fields = _decode_pairs(query if method == "GET" else body)
@@ -297,7 +298,7 @@ def _parse_v1(
     if sign_method not in signing.V1_METHODS:
         raise ApiError("InvalidParameterValue", detail="SignatureMethod")
     credential = _lookup(credentials, fields["SecretId"])
-    sign_string = signing.v1_sign_string(method, headers.get("host", ""), fields)
+    sign_string = signing.v1_sign_string(method, headers.get("host", ""), fields, path)
     expected = signing.v1_signature(credential.secret_key, sign_string, sign_method)
     if not signing.signatures_equal(expected, fields["Signature"]):
         raise ApiError("AuthFailure.SignatureFailure")
@@ -317,6 +318,18 @@ def _parse_v1(
         request_client=fields.get("RequestClient"),
         from_query=True,
     )
+
+
+def parse_v1_query(query: str, host: str, path: str, *, now: float, credentials: CredentialLookup) -> ApiCall:
+    """A v1-signed GET to ``path`` other than ``/`` (the stream, ``/v1/stream``): steps 2–13 of the table,
+    the signature over ``GET + Host + path + "?" + …``; raises :class:`ApiError` as :func:`parse_request`."""
+    state = _State()
+    try:
+        return _parse_v1("GET", query, {"host": host}, b"", now, credentials, state, path)
+    except ApiError as error:
+        if error.language is None:
+            error.language = state.language
+        raise
 
 
 def _check_target(action: str | None, version: str | None, region: str | None, prefix: str) -> None:
@@ -381,5 +394,6 @@ __all__ = [
     "new_request_id",
     "normalize_language",
     "parse_request",
+    "parse_v1_query",
     "success_envelope",
 ]

@@ -293,15 +293,16 @@ def parse_tc3_authorization(value: str) -> Tc3Authorization:
     return Tc3Authorization(algorithm, secret_id, date, service, signed, signature)
 
 
-def v1_sign_string(method: str, host: str, params: Mapping[str, str]) -> str:
-    """``METHOD + Host + "/?" + "&".join(sorted "k=v")``, excluding ``Signature``.
+def v1_sign_string(method: str, host: str, params: Mapping[str, str], path: str = "/") -> str:
+    """``METHOD + Host + path + "?" + "&".join(sorted "k=v")``, excluding ``Signature``.
 
     Values are the raw, URL-decoded strings. As in the official SDK, ``_`` in a parameter name is written
-    as ``.`` (the pairs are sorted after that rewrite).
+    as ``.`` (the pairs are sorted after that rewrite). ``path`` is ``/`` for the API; the stream signs
+    its own (``/v1/stream``) the same way.
     """
     pairs = {key.replace("_", "."): value for key, value in params.items() if key != "Signature"}
     query = "&".join(f"{key}={pairs[key]}" for key in sorted(pairs))
-    return f"{method.upper()}{host}/?{query}"
+    return f"{method.upper()}{host}{path}?{query}"
 
 
 def v1_signature(secret_key: str, sign_string: str, sign_method: str = "HmacSHA1") -> str:

@@ -1,5 +1,6 @@
-"""The ASGI app: the Tencent-compatible API at ``/``, the page, ``/healthz`` (liveness), ``/readyz``
-(readiness) and ``/metrics``.
+"""The ASGI app: the Tencent-compatible API at ``/``, the live stream at ``/v1/stream`` (a WebSocket,
+:mod:`denseface.server.stream`), the page, ``/healthz`` (liveness), ``/readyz`` (readiness) and
+``/metrics``.
 
 ``GET /`` with no query string and no ``Authorization`` header is the page; every other request to
 ``/`` is an API call. Every API answer is HTTP 200 with ``Content-Type: application/json`` (exactly:
@@ -31,7 +32,7 @@ from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from denseface import __version__
@@ -54,6 +55,7 @@ from denseface.rpc.protocol import (
     parse_request,
 )
 from denseface.rpc.service import SERVER_ERROR, ActionService
+from denseface.server.stream import StreamEndpoint
 from denseface.server.workers import ProcessPool
 
 log = logging.getLogger(__name__)
@@ -397,6 +399,7 @@ def create_app(state: ApiApp) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        WebSocketRoute("/v1/stream", StreamEndpoint(state).handle),  # live frames (docs/stream.md)
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ]
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: other_method})

@@ -26,6 +26,7 @@ from denseface.rpc.fetch import UrlFetcher, parse_networks
 from denseface.rpc.service import ActionService, ServiceOptions
 from denseface.server.app import ApiApp, create_app
 from denseface.server.settings import Settings
+from denseface.server.stream import MAX_MESSAGE_BYTES
 from denseface.server.worker_process import WorkerConfig
 from denseface.server.workers import ProcessPool
 
@@ -136,6 +137,8 @@ def serve(
         log_config=None,  # uvicorn's lines through the root logger: one format (denseface.logs)
         server_header=False,
         proxy_headers=False,
+        ws="websockets-sansio",  # /v1/stream; reads one message at a time (paused until the app takes it)
+        ws_max_size=MAX_MESSAGE_BYTES,
         # SIGTERM/Ctrl-C: stop accepting, let the calls in flight finish (each within the deadline)
         timeout_graceful_shutdown=drain_seconds(settings.deadline),
     )

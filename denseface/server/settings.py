@@ -8,7 +8,7 @@
 | default per-key QPS (0 = unlimited; Tencent documents 50) | ``DENSEFACE_QPS`` | 50 |
 | deadline per request (s) | ``DENSEFACE_DEADLINE`` | 10 |
 | minimum face size (px) | ``DENSEFACE_MIN_FACE_SIZE`` | 34 |
-| face finding: ``thorough`` (+ CenterFace) or ``fast`` (BlazeFace) | ``DENSEFACE_DETECTOR`` | thorough |
+| face finding: ``thorough``, ``fast`` or ``exhaustive`` (cascade.py) | ``DENSEFACE_DETECTOR`` | thorough |
 | URL allow-list (CIDRs, comma-separated) | ``DENSEFACE_URL_ALLOW`` | none |
 | URL connect timeout / total (s) | ``DENSEFACE_URL_CONNECT_TIMEOUT``, ``DENSEFACE_URL_DEADLINE`` | 3, 8 |
 | config dir (local key, the embedded usage store) | ``DENSEFACE_CONFIG_DIR`` | the user config dir |

@@ -5,6 +5,8 @@ body of raw bytes (never pickled)::
 
     server → worker   job     {"mode": 0, "rotate": false, "base64": true,    the Image text or Url bytes
                                "action": "AnalyzeFace", "version": "3.0"}
+                      frame   {"stream": 7, "time": 1.25, "mode": 0}          the frame's encoded image
+                      end     {"stream": 7, "end": true}                      (empty)
     worker → server   ready   {"ready": true, "pid": 123}                     (empty)
                       ok      {"ok": true, "seconds": 0.031}                  the response fields, JSON
                       error   {"ok": false, "code", "type", "message",        (empty)
@@ -26,6 +28,7 @@ from denseface import errors
 from denseface.errors import DensefaceError
 from denseface.rpc.envelope import ApiError
 from denseface.rpc.service import AnalyzeJob
+from denseface.rpc.stream_frames import FrameJob
 
 _LENGTH = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024  # far above any job (10 MB body cap) or reply (5 faces of JSON)
@@ -86,10 +89,15 @@ def _recv_frame(sock: socket.socket) -> bytes:
     return _recv_exactly(sock, size)
 
 
-def recv_job(sock: socket.socket) -> AnalyzeJob:
+def recv_job(sock: socket.socket) -> AnalyzeJob | FrameJob:
     """The next job; ``EOFError`` when the server closed its end (it stopped or died)."""
     header = _parse_header(_recv_frame(sock))
     body = _recv_frame(sock)
+    if "stream" in header:
+        stream = int(header["stream"])
+        if header.get("end"):
+            return FrameJob(stream, b"", end=True)
+        return FrameJob(stream, body, time=float(header["time"]), mode=int(header["mode"]))
     return AnalyzeJob(
         body,
         base64=bool(header["base64"]),
@@ -116,10 +124,17 @@ def error_header(error: BaseException, traceback_text: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------ server side (async)
-def job_frames(job: AnalyzeJob) -> tuple[bytes, bytes]:
+def job_frames(job: AnalyzeJob | FrameJob) -> tuple[bytes, bytes]:
     """The two frames' prefix (length + header + body length) and the body, ready to write."""
-    fields = {"mode": job.mode, "rotate": job.rotate, "base64": job.base64}
-    head = json.dumps({**fields, "action": job.action, "version": job.face_model_version}).encode("utf-8")
+    fields: dict[str, Any]
+    if isinstance(job, FrameJob):
+        fields = {"stream": job.stream, "end": True} if job.end else {"stream": job.stream}
+        if not job.end:
+            fields |= {"time": job.time, "mode": job.mode}
+    else:
+        fields = {"mode": job.mode, "rotate": job.rotate, "base64": job.base64}
+        fields |= {"action": job.action, "version": job.face_model_version}
+    head = json.dumps(fields).encode("utf-8")
     return _LENGTH.pack(len(head)) + head + _LENGTH.pack(len(job.image)), job.image
 
 

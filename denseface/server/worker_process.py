@@ -1,5 +1,8 @@
 """The worker side: one process, one :class:`~denseface.api.Analyzer`, one job at a time.
 
+Besides the API's jobs it runs the frames of the live streams the server pinned to it, keeping one
+tracker per stream (:class:`~denseface.rpc.stream_frames.StreamTrackers`) until the stream's end message.
+
 The server starts it with the ``spawn`` method (a fresh interpreter: nothing of the server's event loop,
 threads or sockets is inherited) and talks to it over one socket (:mod:`denseface.server.wire`). The
 models are loaded once, before the worker reports ready. A job's library errors go back with their
@@ -61,6 +64,7 @@ def worker_main(sock: socket.socket, config: WorkerConfig, index: int) -> None:
     exit_with_parent()
     from denseface.api import Analyzer  # the models' code: imported in worker processes only
     from denseface.rpc.analysis import analyze_job
+    from denseface.rpc.stream_frames import FrameJob, StreamTrackers
 
     try:
         from denseface.engine.pipeline import PipelineOptions
@@ -72,6 +76,7 @@ def worker_main(sock: socket.socket, config: WorkerConfig, index: int) -> None:
         log.exception("could not load the models")
         send_message(sock, {"ready": False, **error_header(exc, traceback.format_exc())})
         return
+    streams = StreamTrackers(analyzer)  # one tracker per live stream this worker serves
     send_message(sock, {"ready": True, "pid": os.getpid()})
     log.debug("ready (pid %d)", os.getpid())
     while True:
@@ -83,7 +88,10 @@ def worker_main(sock: socket.socket, config: WorkerConfig, index: int) -> None:
         body = b""
         header: dict[str, Any]
         try:
-            body = analyze_job(analyzer, job, config.options)
+            if isinstance(job, FrameJob):
+                body = streams.run(job, config.options)
+            else:
+                body = analyze_job(analyzer, job, config.options)
             header = {"ok": True}
         except Exception as exc:
             logged = not isinstance(exc, DensefaceError) or exc.code in _LOGGED_CODES

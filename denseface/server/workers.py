@@ -13,8 +13,15 @@ Jobs wait in the server, in arrival order, and go to a worker only when it is id
   takes the next job. A worker still busy ``stuck_after`` seconds after it got a job (in the server:
   2 × the request deadline, at least 30 s) is killed and replaced;
 * **a worker that dies** (SIGKILL, a segfault, the kernel's OOM killer) fails only the job it held, with
-  ``FailedOperation.ServerError`` (:class:`~denseface.errors.InferenceError`); a new process replaces it at
-  once (a worker that keeps failing to start is retried with a growing pause, up to 30 s).
+  ``FailedOperation.ServerError`` (:class:`~denseface.errors.InferenceError`), and ends the live streams
+  pinned to it (:class:`StreamEnded`: their trackers died with it); a new process replaces it at once (a
+  worker that keeps failing to start is retried with a growing pause, up to 30 s).
+
+**Streams** (``/v1/stream``): :meth:`ProcessPool.open_stream` pins a connection to the live worker with
+the fewest streams; its frames (:meth:`ProcessPool.run_frame`) wait in the same queue as the API's jobs
+but go to that worker only, which keeps the stream's tracker until :meth:`ProcessPool.close_stream`
+sends the end message. Each stream has at most one frame queued or running (the server drops stale
+frames), so a worker serves its streams and the API's jobs in arrival order: round robin, none starved.
 
 Workers are started with ``spawn`` (safe with the event loop and uvloop), all at start-up, each loading
 the models once. :meth:`ProcessPool.close` stops them; a worker also exits by itself when the server
@@ -36,6 +43,7 @@ from typing import Any
 from denseface.errors import DensefaceError, InferenceError
 from denseface.processes import describe_exit
 from denseface.rpc.service import AnalyzeJob
+from denseface.rpc.stream_frames import FrameJob
 from denseface.server.wire import WireError, job_frames, read_message, rebuild_error
 from denseface.server.worker_process import WorkerConfig, worker_main
 
@@ -70,14 +78,36 @@ class PoolStats:
     workers: list[WorkerInfo] = field(default_factory=list)
 
 
-class _Ticket:
-    __slots__ = ("dispatched", "frames", "future", "request_id")
+class StreamEnded(InferenceError):
+    """The worker process that held a stream's tracker stopped: the stream cannot go on."""
 
-    def __init__(self, job: AnalyzeJob, request_id: str, future: asyncio.Future[bytes]) -> None:
+
+class Stream:
+    """A live stream pinned to the worker process that holds its tracker (:meth:`ProcessPool.open_stream`)."""
+
+    def __init__(self, ident: int, slot: _Slot) -> None:
+        self.id = ident
+        self.slot = slot
+        self.generation = slot.generation  # the process it is pinned to
+        #: why the stream can go on no more (its worker stopped), or None
+        self.ended: str | None = None
+
+
+class _Ticket:
+    __slots__ = ("dispatched", "frames", "future", "request_id", "stream")
+
+    def __init__(
+        self,
+        job: AnalyzeJob | FrameJob,
+        request_id: str,
+        future: asyncio.Future[bytes],
+        stream: Stream | None = None,
+    ) -> None:
         self.frames = job_frames(job)
         self.request_id = request_id
         self.future = future
         self.dispatched = 0.0
+        self.stream = stream
 
 
 class _Slot:
@@ -97,6 +127,8 @@ class _Slot:
         self.jobs = 0
         self.restarts = 0
         self.failed_starts = 0
+        self.generation = 0  # counts the processes started in this slot
+        self.streams: set[Stream] = set()
 
 
 class ProcessPool:
@@ -125,6 +157,7 @@ class ProcessPool:
         self._restarts = 0
         self._jobs = 0
         self._handoff = 0.0
+        self._stream_ids = 0
 
     # ------------------------------------------------------------------------------------------- public
     async def start(self) -> None:
@@ -143,9 +176,14 @@ class ProcessPool:
     async def run(self, job: AnalyzeJob, request_id: str = "-") -> bytes:
         """The response fields' JSON for ``job``, from the next idle worker. Cancelled while queued (the
         request's deadline passed), the job never reaches a worker."""
+        return await self._submit(job, request_id)
+
+    async def _submit(
+        self, job: AnalyzeJob | FrameJob, request_id: str, stream: Stream | None = None
+    ) -> bytes:
         if self._closing:
             raise InferenceError("the server is shutting down; retry the request")
-        ticket = _Ticket(job, request_id, asyncio.get_running_loop().create_future())
+        ticket = _Ticket(job, request_id, asyncio.get_running_loop().create_future(), stream)
         self._pending.append(ticket)
         self._dispatch()
         try:
@@ -154,6 +192,37 @@ class ProcessPool:
             if ticket in self._pending:
                 self._pending.remove(ticket)
             raise
+
+    def open_stream(self) -> Stream:
+        """A new stream, pinned to the live worker that holds the fewest streams (then the lowest slot).
+        Its frames run there, in arrival order among that worker's jobs, through one tracker."""
+        if self._closing:
+            raise InferenceError("the server is shutting down; retry")
+        alive = [s for s in self._slots if s.state in (IDLE, BUSY)] or self._slots
+        slot = min(alive, key=lambda s: (len(s.streams), s.index))
+        self._stream_ids += 1
+        stream = Stream(self._stream_ids, slot)
+        slot.streams.add(stream)
+        return stream
+
+    async def run_frame(
+        self, stream: Stream, image: bytes, time_s: float, mode: int, request_id: str
+    ) -> bytes:
+        """The answer's fields for one frame of ``stream`` from its worker; :class:`StreamEnded` when
+        that worker stopped (now or since the stream began)."""
+        if stream.ended is not None:
+            raise StreamEnded(stream.ended)
+        return await self._submit(FrameJob(stream.id, image, time=time_s, mode=mode), request_id, stream)
+
+    def close_stream(self, stream: Stream) -> None:
+        """The stream is over: its worker frees its tracker (an end message, queued behind its frames)."""
+        stream.slot.streams.discard(stream)
+        if stream.ended is None and not self._closing:
+            stream.ended = "the stream is closed"
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+            self._pending.append(_Ticket(FrameJob(stream.id, b"", end=True), "-", future, stream))
+            self._dispatch()
 
     def stats(self) -> PoolStats:
         workers = [WorkerInfo(s.index, s.pid, s.state, s.jobs, s.restarts) for s in self._slots]
@@ -214,6 +283,7 @@ class ProcessPool:
                 child_end.close()
             reader, writer = await asyncio.open_connection(sock=parent_end)
             slot.process, slot.writer, slot.pid, slot.state = process, writer, process.pid, STARTING
+            slot.generation += 1
             slot.kill_reason = None
             slot.ready = loop.create_future()
             slot.task = asyncio.create_task(self._serve(slot, process, reader, slot.ready))
@@ -274,9 +344,14 @@ class ProcessPool:
             ready.set_exception(failure if isinstance(failure, DensefaceError) else WorkerExit(how))
             ready.exception()  # retrieved: only start() waits for it, and it may not
         ticket, slot.ticket = slot.ticket, None
+        self._end_streams(slot, f"worker {slot.index} (pid {process.pid}) {how}")
         quiet = self._closing or not restart or not self._started  # (start() reports a failed start)
         if ticket is not None and not ticket.future.done():
-            error = InferenceError("the worker process analysing the image stopped; retry the request")
+            error = (
+                StreamEnded(ticket.stream.ended or "the stream's worker stopped")
+                if ticket.stream is not None
+                else InferenceError("the worker process analysing the image stopped; retry the request")
+            )
             error.__cause__ = WorkerExit(f"worker {slot.index} (pid {process.pid}) {how}")
             ticket.future.set_exception(error)
         if quiet:
@@ -313,19 +388,45 @@ class ProcessPool:
 
     # ---------------------------------------------------------------------------------------------- jobs
     def _dispatch(self) -> None:
-        """Give queued jobs to idle workers, oldest first."""
-        while self._pending:
-            slot = next((s for s in self._slots if s.state == IDLE and s.ticket is None), None)
-            if slot is None or slot.writer is None:
-                return
+        """Give queued jobs to idle workers, oldest first; a stream's frame waits for its own worker."""
+        idle = [s for s in self._slots if s.state == IDLE and s.ticket is None and s.writer is not None]
+        skipped: list[_Ticket] = []
+        while self._pending and idle:
             ticket = self._pending.popleft()
             if ticket.future.done():  # its request timed out: never starts
                 continue
-            (prefix, body), ticket.frames = ticket.frames, (b"", b"")  # the ticket no longer holds the image
-            slot.state, slot.ticket, ticket.dispatched = BUSY, ticket, time.perf_counter()
-            slot.writer.write(prefix)
-            slot.writer.write(body)  # the transport keeps what the socket does not take at once
-            slot.timer = asyncio.get_running_loop().call_later(self._stuck_after, self._stuck, slot, ticket)
+            stream = ticket.stream
+            if stream is None:
+                slot = min(idle, key=lambda s: len(s.streams))  # leave stream workers to their streams
+            elif stream.generation != stream.slot.generation:  # its worker was replaced meanwhile
+                ticket.future.set_exception(StreamEnded(stream.ended or "the stream's worker stopped"))
+                continue
+            elif stream.slot in idle:
+                slot = stream.slot
+            else:
+                skipped.append(ticket)
+                continue
+            idle.remove(slot)
+            self._send(slot, ticket)
+        self._pending.extendleft(reversed(skipped))
+
+    def _send(self, slot: _Slot, ticket: _Ticket) -> None:
+        if slot.writer is None:  # pragma: no cover - idle slots have a writer
+            raise WireError("no socket to an idle worker")
+        (prefix, body), ticket.frames = ticket.frames, (b"", b"")  # the ticket no longer holds the image
+        slot.state, slot.ticket, ticket.dispatched = BUSY, ticket, time.perf_counter()
+        slot.writer.write(prefix)
+        slot.writer.write(body)  # the transport keeps what the socket does not take at once
+        slot.timer = asyncio.get_running_loop().call_later(self._stuck_after, self._stuck, slot, ticket)
+
+    def _end_streams(self, slot: _Slot, how: str) -> None:
+        """The worker in ``slot`` stopped: every stream pinned to it ends, with the reason."""
+        for stream in slot.streams:
+            stream.ended = f"the worker process holding this stream stopped ({how}); reconnect"
+        slot.streams.clear()
+        for ticket in self._pending:
+            if ticket.stream is not None and ticket.stream.slot is slot and not ticket.future.done():
+                ticket.future.set_exception(StreamEnded(ticket.stream.ended or "the stream's worker stopped"))
 
     def _finish(self, slot: _Slot, header: dict[str, Any], body: bytes) -> None:
         ticket, slot.ticket = slot.ticket, None

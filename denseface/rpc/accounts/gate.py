@@ -83,12 +83,7 @@ class Gate:
 
     async def admit(self, credential: Credential, action: str, request_id: str) -> Ticket:
         day = utc_day(time.time())
-        refusal = STATE_CODES.get(credential.state)
-        if refusal is None and credential.actions is not None and action not in credential.actions:
-            refusal = NOT_READY
-        if refusal is not None:
-            await self._record(credential.secret_id, action, refusal, day)
-            raise ApiError(refusal, detail=action if refusal == NOT_READY else None)
+        await self._refuse(credential, action, day)
         qps = credential.qps if credential.qps is not None else self.default_qps
         qps = qps or None  # 0 means unlimited, for a key as for DENSEFACE_QPS
         admission = Admission(credential.secret_id, request_id, action, qps, credential.quota)
@@ -105,6 +100,34 @@ class Gate:
         if outcome != ADMITTED:
             raise ApiError(outcome)
         return Ticket(credential.secret_id, request_id, action, day)
+
+    async def _refuse(self, credential: Credential, action: str, day: str) -> None:
+        """Steps 1 and 2: raise (and count) the key's state or action refusal, if any."""
+        refusal = STATE_CODES.get(credential.state)
+        if refusal is None and credential.actions is not None and action not in credential.actions:
+            refusal = NOT_READY
+        if refusal is not None:
+            await self._record(credential.secret_id, action, refusal, day)
+            raise ApiError(refusal, detail=action if refusal == NOT_READY else None)
+
+    async def check(self, credential: Credential, action: str) -> None:
+        """A live stream's admission, before its first frame: steps 1 and 2, then a quota already used
+        up (``ResourceUnavailable.LowBalance``); takes no token and holds nothing (each frame is then
+        admitted as one call)."""
+        await self._refuse(credential, action, utc_day(time.time()))
+        if credential.quota is None:
+            return
+        started = time.perf_counter()
+        try:
+            used = (await self.store.used([credential.secret_id])).get(credential.secret_id, 0)
+        except StoreUnavailable as exc:
+            raise ApiError(UNKNOWN_STATUS) from exc
+        except StoreMalformed as exc:
+            raise ApiError(MALFORMED) from exc
+        finally:
+            self._timed(started)
+        if used >= credential.quota:
+            raise ApiError("ResourceUnavailable.LowBalance")
 
     async def settle(self, ticket: Ticket, code: str) -> None:
         """Count the call's outcome and release its hold. A successful call that cannot be counted

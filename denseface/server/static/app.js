@@ -4,6 +4,7 @@
 import { nearestPoint, render } from "./draw.js";
 import { explain } from "./errors.js";
 import { ACTIONS } from "./regions.js";
+import { setupCamera } from "./camera.js";
 import { buildLayoutTable, buildLegend, copyText, noteMissingPicture, setupTabs } from "./panels.js";
 import { sha256Hex, signTc3, webCryptoAvailable } from "./tc3.js";
 
@@ -35,6 +36,7 @@ const hooks = {
   state: "idle", pointsDrawn: 0, faces: 0, error: null, hiddenRegions: [], timingMs: null,
   webCrypto: webCryptoAvailable(), signTc3, sha256Hex, action: view.action.name,
   pointsPerFace: view.action.pointsPerFace,
+  camera: { state: "idle", sent: 0, answered: 0, framesWithPoints: 0, frameErrors: 0, trackIds: [], fps: 0 },
 };
 window.denseface = hooks;
 
@@ -480,5 +482,14 @@ noteMissingPicture(document.getElementById("layout-img"));
 noteMissingPicture(document.getElementById("shape90-img"));
 setupTabs((tabId) => { if (tabId === "tab-analyze") redraw(); });
 setupInputs();
+setupCamera({
+  els: {
+    start: $("camera-start"), stop: $("camera-stop"), video: $("camera-video"), canvas: $("camera-canvas"),
+    status: $("camera-status"), stats: $("camera-stats"), error: $("camera-error"), mode: $("camera-mode"),
+  },
+  credentials: () => ({ secretId: els.sid.value.trim(), secretKey: els.skey.value.trim() }),
+  action: ACTIONS.AnalyzeDenseLandmarks,
+  hooks: hooks.camera,
+});
 showContextNote();
 setState("idle");

@@ -102,3 +102,22 @@ export async function sha256Hex(data, backend) {
   const bytes = typeof data === "string" ? utf8.encode(data) : data;
   return toHex(await pickBackend(backend).sha256(bytes));
 }
+
+/**
+ * The signed query string of a live stream (`GET /v1/stream`, a WebSocket): Tencent v1 with HmacSHA256.
+ * Signature = base64 HMAC-SHA256(secretKey, "GET" + host + "/v1/stream?" + the other parameters sorted
+ * by name, joined as k=v with &, values as sent, not URL-encoded); every value is then URL-encoded.
+ */
+export async function signStreamQuery({ secretId, secretKey, host, mode = 0, version = "2020-03-03",
+  region = "ap-guangzhou", timestamp = Math.floor(Date.now() / 1000),
+  nonce = 1 + Math.floor(Math.random() * 2147483646), backend } = {}) {
+  const params = {
+    Action: "AnalyzeDenseLandmarks", Mode: String(mode), Nonce: String(nonce),
+    Region: region, SecretId: secretId, SignatureMethod: "HmacSHA256", Timestamp: String(timestamp), Version: version,
+  };
+  const names = Object.keys(params).sort();
+  const plain = names.map((k) => `${k}=${params[k]}`).join("&");
+  const mac = await pickBackend(backend).hmac(utf8.encode(secretKey), utf8.encode(`GET${host}/v1/stream?${plain}`));
+  params.Signature = btoa(String.fromCharCode(...mac));
+  return Object.entries(params).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+}

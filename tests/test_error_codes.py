@@ -1,5 +1,6 @@
-"""The README's error tables list every code Tencent documents for AnalyzeDenseLandmarks and every code the
-server can answer, and nothing else; each code has its own messages in both languages."""
+"""docs/protocol.md's error tables list every code Tencent documents for AnalyzeDenseLandmarks and every code
+the server can answer, and nothing else; the README names each of them; each code has its own messages in
+both languages."""
 
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ SEED_CODES = frozenset(
 
 
 def readme_rows() -> dict[str, str]:
-    """``code → when`` for every row of the tables under "## Limits and error codes"."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """``code → when`` for every row of the tables under docs/protocol.md's "## Limits and error codes"."""
+    text = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
     section = text.split("## Limits and error codes", 1)[1].split("\n## ", 1)[0]
     rows: dict[str, str] = {}
     for line in section.splitlines():
@@ -77,6 +78,12 @@ def test_readme_lists_every_documented_and_every_returned_code() -> None:
     assert not SEED_CODES - set(rows), "Tencent's codes missing from the README"
     assert not ERROR_CODES - set(rows), "codes the server answers missing from the README"
     assert not set(rows) - SEED_CODES - ERROR_CODES, "README rows for codes nobody documents or returns"
+
+
+def test_the_readme_names_every_code() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`([A-Z][A-Za-z]+(?:\.[A-Za-z]+)?)`", text.split("## Error codes", 1)[1]))
+    assert not (SEED_CODES | ERROR_CODES) - named, "codes missing from README's error codes"
 
 
 def test_every_documented_code_is_returned() -> None:

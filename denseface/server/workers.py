@@ -6,12 +6,15 @@ the server's event loop — no threads — and talks to each worker over a socke
 (:mod:`denseface.server.wire`): the image travels as raw bytes, the answer comes back as the response
 fields' JSON, which the server splices into the envelope.
 
-Jobs wait in the server, in arrival order, and go to a worker only when it is idle, so:
+Jobs wait in the server, taken in turn across keys (:class:`~denseface.server.fair_queue.FairQueue`:
+in arrival order within a key), and go to a worker only when it is idle, so:
 
+* **a key's flood delays another key's job by at most one job per worker**;
 * **a queued job whose request timed out never starts** (it is dropped from the queue);
-* **a job whose request times out while a worker runs it** finishes; its answer is dropped and the worker
-  takes the next job. A worker still busy ``stuck_after`` seconds after it got a job (in the server:
-  2 × the request deadline, at least 30 s) is killed and replaced;
+* **a job whose request times out while a worker runs it** is killed with its worker, and a new worker
+  takes the slot: the deadline frees the worker, not only the client (a worker's start is a few seconds
+  of model loading, so the pool runs one short meanwhile). A worker still busy ``stuck_after`` seconds
+  after it got a job is killed and replaced too (a job run without a deadline);
 * **a worker that dies** (SIGKILL, a segfault, the kernel's OOM killer) fails only the job it held, with
   ``FailedOperation.ServerError`` (:class:`~denseface.errors.InferenceError`); a new process replaces it at
   once (a worker that keeps failing to start is retried with a growing pause, up to 30 s).
@@ -24,7 +27,6 @@ process dies.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import multiprocessing
 import socket
@@ -36,6 +38,7 @@ from typing import Any
 from denseface.errors import DensefaceError, InferenceError
 from denseface.processes import describe_exit
 from denseface.rpc.service import AnalyzeJob
+from denseface.server.fair_queue import FairQueue
 from denseface.server.wire import WireError, job_frames, read_message, rebuild_error
 from denseface.server.worker_process import WorkerConfig, worker_main
 
@@ -71,11 +74,12 @@ class PoolStats:
 
 
 class _Ticket:
-    __slots__ = ("dispatched", "frames", "future", "request_id")
+    __slots__ = ("dispatched", "frames", "future", "key", "request_id")
 
-    def __init__(self, job: AnalyzeJob, request_id: str, future: asyncio.Future[bytes]) -> None:
+    def __init__(self, job: AnalyzeJob, request_id: str, key: str, future: asyncio.Future[bytes]) -> None:
         self.frames = job_frames(job)
         self.request_id = request_id
+        self.key = key
         self.future = future
         self.dispatched = 0.0
 
@@ -118,11 +122,12 @@ class ProcessPool:
         self._start_timeout = start_timeout
         self._context = multiprocessing.get_context("spawn")
         self._slots = [_Slot(i) for i in range(size)]
-        self._pending: collections.deque[_Ticket] = collections.deque()
+        self._pending: FairQueue[_Ticket] = FairQueue()
         self._spawn_lock = asyncio.Lock()
         self._closing = False
         self._started = False  # start() done: from now on a stopped worker is replaced
         self._restarts = 0
+        self._abandoned: dict[str, None] = {}  # request ids whose worker was killed at their deadline
         self._jobs = 0
         self._handoff = 0.0
 
@@ -140,20 +145,26 @@ class ProcessPool:
         self._started = True
         log.info("%d worker process(es) ready: pids %s", self.size, [s.pid for s in self._slots])
 
-    async def run(self, job: AnalyzeJob, request_id: str = "-") -> bytes:
-        """The response fields' JSON for ``job``, from the next idle worker. Cancelled while queued (the
-        request's deadline passed), the job never reaches a worker."""
+    async def run(self, job: AnalyzeJob, request_id: str = "-", key: str = "-") -> bytes:
+        """The response fields' JSON for ``job``, from the next idle worker, in ``key``'s turn. Cancelled
+        while queued (the request's deadline passed), the job never reaches a worker; cancelled while a
+        worker runs it, the worker is killed and replaced."""
         if self._closing:
             raise InferenceError("the server is shutting down; retry the request")
-        ticket = _Ticket(job, request_id, asyncio.get_running_loop().create_future())
-        self._pending.append(ticket)
+        ticket = _Ticket(job, request_id, key, asyncio.get_running_loop().create_future())
+        self._pending.append(key, ticket)
         self._dispatch()
         try:
             return await ticket.future
         except asyncio.CancelledError:
-            if ticket in self._pending:
-                self._pending.remove(ticket)
+            if not self._pending.remove(key, ticket):
+                self._abandon(ticket)
             raise
+
+    def took_worker(self, request_id: str) -> bool:
+        """Whether ``request_id``'s job was running on a worker when its request gave up (that worker
+        was killed), as opposed to waiting in the queue. Answers once per request."""
+        return self._abandoned.pop(request_id, 0) is None
 
     def stats(self) -> PoolStats:
         workers = [WorkerInfo(s.index, s.pid, s.state, s.jobs, s.restarts) for s in self._slots]
@@ -346,6 +357,22 @@ class ProcessPool:
             else:
                 ticket.future.set_exception(rebuild_error(header))
         self._dispatch()
+
+    def _abandon(self, ticket: _Ticket) -> None:
+        """The request of a running job gave up (its deadline passed): kill the worker running it."""
+        for slot in self._slots:
+            if slot.ticket is ticket and slot.process is not None and not self._closing:
+                self._abandoned[ticket.request_id] = None
+                while len(self._abandoned) > 1024:  # never asked for (e.g. a cancelled request)
+                    del self._abandoned[next(iter(self._abandoned))]
+                slot.kill_reason = "killed: its request passed the deadline"
+                log.warning(
+                    "worker %d (pid %s): request %s passed the deadline: killing it",
+                    slot.index,
+                    slot.pid,
+                    ticket.request_id,
+                )
+                slot.process.kill()
 
     def _stuck(self, slot: _Slot, ticket: _Ticket) -> None:
         if slot.ticket is ticket and slot.process is not None:

@@ -144,7 +144,7 @@ class EdgeProtocol(H11Protocol):
         request_id = new_request_id()
         malformed = message_for("InvalidRequest.MalformedHttp", language)
         error = ApiError(code) if too_large else ApiError(code, malformed)
-        body = json.dumps(envelope_for_error(error, request_id, language)).encode("utf-8")
+        body = json.dumps(envelope_for_error(error, request_id, language), ensure_ascii=False).encode("utf-8")
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode("ascii")),

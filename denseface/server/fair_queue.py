@@ -1,35 +1,39 @@
-"""Jobs waiting for a worker, taken in turn across keys: first in, first out within one key, and one
-key after another between keys, so a key with many jobs queued delays another key's job by at most one
-job per worker, not by its whole queue."""
+"""Jobs waiting for a worker, shared fairly between keys: the next job goes to the key with the fewest
+jobs running now (ties: the key whose oldest waiting job came first), first in, first out within a key.
+So a key with many jobs queued delays another key's job by at most the job a worker is finishing, not
+by its whole queue."""
 
 from __future__ import annotations
 
 import collections
+import itertools
+from collections.abc import Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class FairQueue(Generic[T]):
-    """Round-robin over keys (each key's turn moves it to the back), FIFO within a key."""
+    """Per-key FIFO queues; :meth:`popleft` picks the key (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._queues: collections.OrderedDict[str, collections.deque[T]] = collections.OrderedDict()
+        self._queues: dict[str, collections.deque[tuple[int, T]]] = {}
+        self._order = itertools.count()
         self._size = 0
 
     def append(self, key: str, item: T) -> None:
-        self._queues.setdefault(key, collections.deque()).append(item)
+        self._queues.setdefault(key, collections.deque()).append((next(self._order), item))
         self._size += 1
 
-    def popleft(self) -> T:
-        """The next key's oldest item; ``IndexError`` when empty."""
+    def popleft(self, running: Mapping[str, int] | None = None) -> T:
+        """The oldest item of the key with the fewest ``running`` jobs; ``IndexError`` when empty."""
         if not self._queues:
             raise IndexError("pop from an empty FairQueue")
-        key, queue = next(iter(self._queues.items()))
-        item = queue.popleft()
-        if queue:
-            self._queues.move_to_end(key)
-        else:
+        busy = running or {}
+        key = min(self._queues, key=lambda k: (busy.get(k, 0), self._queues[k][0][0]))
+        queue = self._queues[key]
+        _, item = queue.popleft()
+        if not queue:
             del self._queues[key]
         self._size -= 1
         return item
@@ -37,9 +41,10 @@ class FairQueue(Generic[T]):
     def remove(self, key: str, item: T) -> bool:
         """Drop ``item`` (a job whose request timed out while queued); ``False`` if it is not queued."""
         queue = self._queues.get(key)
-        if queue is None or item not in queue:
+        entry = next((e for e in queue or () if e[1] == item), None)
+        if queue is None or entry is None:
             return False
-        queue.remove(item)
+        queue.remove(entry)
         if not queue:
             del self._queues[key]
         self._size -= 1

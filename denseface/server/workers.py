@@ -27,6 +27,7 @@ process dies.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import multiprocessing
 import socket
@@ -324,12 +325,13 @@ class ProcessPool:
 
     # ---------------------------------------------------------------------------------------------- jobs
     def _dispatch(self) -> None:
-        """Give queued jobs to idle workers, oldest first."""
+        """Give queued jobs to idle workers: the key with the fewest jobs running first, then oldest."""
         while self._pending:
             slot = next((s for s in self._slots if s.state == IDLE and s.ticket is None), None)
             if slot is None or slot.writer is None:
                 return
-            ticket = self._pending.popleft()
+            running = collections.Counter(s.ticket.key for s in self._slots if s.ticket is not None)
+            ticket = self._pending.popleft(running)
             if ticket.future.done():  # its request timed out: never starts
                 continue
             (prefix, body), ticket.frames = ticket.frames, (b"", b"")  # the ticket no longer holds the image

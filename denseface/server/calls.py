@@ -17,8 +17,8 @@
        calls in flight (workers × 32)
  7     the account gate: state, actions, rate, quota                      (:mod:`denseface.rpc.accounts.gate`)
  8     the work (Url download, queue in the key's turn, the worker),      FailedOperation.RequestTimeout:
-       within the request deadline                                        charged to the key if its job held
-                                                                          a worker (killed), and a strike
+       within the request deadline (a job never runs longer than the      charged to the key, and a strike,
+       deadline on a worker: :mod:`denseface.server.workers`)             if its job had run ≥ half of it
 =====  =================================================================  ====================================
 
 Until step 4 passes, a request holds no in-flight slot, no worker and at most its share of the pre-auth
@@ -169,8 +169,9 @@ class ApiApp:
                 self.service.handle(call, run, from_query=call.from_query), self.deadline
             )
         except asyncio.TimeoutError as error:
-            held_worker = pool.took_worker(request_id)
-            if held_worker:  # its own job ran out the deadline: it counts against the key
+            ran = pool.took_worker(request_id)
+            held_worker = ran is not None and ran >= self.deadline / 2
+            if held_worker:  # its own job held a worker for much of the deadline: it counts against the key
                 self.key_slots.strike(call.secret_id)
             await self._settle(ticket, call, TIMEOUT, charge=held_worker)
             raise _Answered(ApiError(TIMEOUT, detail=f"{self.deadline:g} s"), call) from error

@@ -91,10 +91,9 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
 
 
 def stuck_after(deadline: float) -> float:
-    """How long a worker may run one job before it is killed and replaced even if no request gave up
-    on it (a request that passes its deadline kills its job's worker at once): twice the request
-    deadline, at least 30 s."""
-    return max(2 * deadline, 30.0)
+    """How long a worker may run one job before it is killed and replaced: the request deadline (a job
+    that has run that long can no longer be answered in time; its request has timed out)."""
+    return deadline
 
 
 def page_url(host: str, port: int) -> str:

@@ -11,10 +11,11 @@ in arrival order within a key), and go to a worker only when it is idle, so:
 
 * **a key's flood delays another key's job by at most one job per worker**;
 * **a queued job whose request timed out never starts** (it is dropped from the queue);
-* **a job whose request times out while a worker runs it** is killed with its worker, and a new worker
-  takes the slot: the deadline frees the worker, not only the client (a worker's start is a few seconds
-  of model loading, so the pool runs one short meanwhile). A worker still busy ``stuck_after`` seconds
-  after it got a job is killed and replaced too (a job run without a deadline);
+* **no job holds a worker longer than ``stuck_after`` seconds** (in the server: the request deadline):
+  past that, its worker is killed and a new one takes the slot, so the deadline frees the worker, not
+  only the client. A job whose request timed out while it ran (it had waited in the queue) may finish
+  within that limit, its answer dropped: killing it would cost a worker start (seconds of model
+  loading) for a job that is about to end;
 * **a worker that dies** (SIGKILL, a segfault, the kernel's OOM killer) fails only the job it held, with
   ``FailedOperation.ServerError`` (:class:`~denseface.errors.InferenceError`); a new process replaces it at
   once (a worker that keeps failing to start is retried with a growing pause, up to 30 s).
@@ -128,7 +129,7 @@ class ProcessPool:
         self._closing = False
         self._started = False  # start() done: from now on a stopped worker is replaced
         self._restarts = 0
-        self._abandoned: dict[str, None] = {}  # request ids whose worker was killed at their deadline
+        self._abandoned: dict[str, float] = {}  # request id → seconds its job had run when it gave up
         self._jobs = 0
         self._handoff = 0.0
 
@@ -149,7 +150,7 @@ class ProcessPool:
     async def run(self, job: AnalyzeJob, request_id: str = "-", key: str = "-") -> bytes:
         """The response fields' JSON for ``job``, from the next idle worker, in ``key``'s turn. Cancelled
         while queued (the request's deadline passed), the job never reaches a worker; cancelled while a
-        worker runs it, the worker is killed and replaced."""
+        worker runs it, it runs on (its answer dropped) until it ends or reaches ``stuck_after``."""
         if self._closing:
             raise InferenceError("the server is shutting down; retry the request")
         ticket = _Ticket(job, request_id, key, asyncio.get_running_loop().create_future())
@@ -162,10 +163,10 @@ class ProcessPool:
                 self._abandon(ticket)
             raise
 
-    def took_worker(self, request_id: str) -> bool:
-        """Whether ``request_id``'s job was running on a worker when its request gave up (that worker
-        was killed), as opposed to waiting in the queue. Answers once per request."""
-        return self._abandoned.pop(request_id, 0) is None
+    def took_worker(self, request_id: str) -> float | None:
+        """How long ``request_id``'s job had run on a worker when its request gave up (``None``: it was
+        still queued, and never ran). Answers once per request."""
+        return self._abandoned.pop(request_id, None)
 
     def stats(self) -> PoolStats:
         workers = [WorkerInfo(s.index, s.pid, s.state, s.jobs, s.restarts) for s in self._slots]
@@ -361,20 +362,12 @@ class ProcessPool:
         self._dispatch()
 
     def _abandon(self, ticket: _Ticket) -> None:
-        """The request of a running job gave up (its deadline passed): kill the worker running it."""
-        for slot in self._slots:
-            if slot.ticket is ticket and slot.process is not None and not self._closing:
-                self._abandoned[ticket.request_id] = None
-                while len(self._abandoned) > 1024:  # never asked for (e.g. a cancelled request)
-                    del self._abandoned[next(iter(self._abandoned))]
-                slot.kill_reason = "killed: its request passed the deadline"
-                log.warning(
-                    "worker %d (pid %s): request %s passed the deadline: killing it",
-                    slot.index,
-                    slot.pid,
-                    ticket.request_id,
-                )
-                slot.process.kill()
+        """The request of a running job gave up: note how long the job had run (its worker is killed
+        only when the job reaches ``stuck_after``)."""
+        if any(slot.ticket is ticket for slot in self._slots):
+            self._abandoned[ticket.request_id] = time.perf_counter() - ticket.dispatched
+            while len(self._abandoned) > 1024:  # never asked for
+                del self._abandoned[next(iter(self._abandoned))]
 
     def _stuck(self, slot: _Slot, ticket: _Ticket) -> None:
         if slot.ticket is ticket and slot.process is not None:

@@ -177,7 +177,10 @@ def test_a_key_has_its_own_concurrency_and_strikes_hold_it_to_one() -> None:
     clock = Clock()
     slots = KeySlots(2, strikes=2, strike_window=60, clock=clock)
     slots.acquire("A", None)
+    slots.check("A", None)  # a free slot: checked (before the body is read), nothing taken
     slots.acquire("A", None)
+    with pytest.raises(ApiError):
+        slots.check("A", None)
     with pytest.raises(ApiError) as info:
         slots.acquire("A", None)
     assert info.value.code == "RequestLimitExceeded"

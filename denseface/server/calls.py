@@ -6,7 +6,8 @@
  1     the client address has refusals left (:class:`ClientGuard`)        RequestLimitExceeded.IPLimitExceeded
  2     :func:`~denseface.rpc.protocol.preflight`: method, sizes           a refusal token (no body byte read)
        (``Content-Length``), Authorization, timestamp window, the key
-       exists and is enabled (a v1 GET: also its fields)
+       exists and is enabled (a v1 GET: also its fields); the key has     RequestLimitExceeded (no token)
+       a free slot (step 6, checked again there)
  3     the body, bounded and hashed as it arrives, within the pre-auth    waits for room; a refusal token if
        byte budget (all addresses / this address) and the connection's    it is too large or cut off
        body deadline (:mod:`denseface.server.edge`)
@@ -110,6 +111,12 @@ class ApiApp:
         except ApiError as error:
             self._refused(client, error)
             raise
+        if pre.credential is not None and pre.needs_body:  # a key at its cap: refused before its body
+            try:
+                self.key_slots.check(pre.credential.secret_id, pre.credential.concurrency)
+            except ApiError as error:
+                error.language = pre.language
+                raise
         try:
             if not pre.needs_body:
                 return complete(pre, b"", now=now, credentials=self.credentials)

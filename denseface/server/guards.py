@@ -136,12 +136,15 @@ class KeySlots:
                 del self._hits[secret_id]
         return own if own is not None else self.default
 
-    def acquire(self, secret_id: str, own: int | None) -> None:
+    def check(self, secret_id: str, own: int | None) -> None:
+        """``RequestLimitExceeded`` if ``secret_id`` has no free slot now (nothing is taken)."""
         limit = self.limit(secret_id, own)
-        busy = self._busy.get(secret_id, 0)
-        if busy >= limit:
+        if self._busy.get(secret_id, 0) >= limit:
             raise ApiError("RequestLimitExceeded", detail=f"{limit} call(s) of this key in progress")
-        self._busy[secret_id] = busy + 1
+
+    def acquire(self, secret_id: str, own: int | None) -> None:
+        self.check(secret_id, own)
+        self._busy[secret_id] = self._busy.get(secret_id, 0) + 1
 
     def release(self, secret_id: str) -> None:
         left = self._busy.get(secret_id, 0) - 1

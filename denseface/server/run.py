@@ -22,7 +22,7 @@ from denseface.rpc.credentials import (
 from denseface.rpc.fetch import UrlFetcher, parse_networks
 from denseface.rpc.service import ActionService, ServiceOptions
 from denseface.server.app import ApiApp, create_app
-from denseface.server.edge import ConnectionLimits, raise_fd_limit, uvicorn_options
+from denseface.server.edge import ConnectionLimits, raise_fd_limit, return_large_buffers, uvicorn_options
 from denseface.server.guards import ClientGuard, KeySlots
 from denseface.server.settings import Settings
 from denseface.server.worker_process import WorkerConfig
@@ -137,6 +137,7 @@ def serve(
         )
         sys.stdout.flush()
     limits = connection_limits(settings)
+    return_large_buffers()
     opened = raise_fd_limit(limits.max_connections + 256 + 16 * settings.workers)
     if opened < limits.max_connections + 64:
         log.warning("open-file limit %d is below max_connections %d", opened, limits.max_connections)

@@ -26,7 +26,7 @@ from denseface.rpc.credentials import Credential
 from denseface.rpc.envelope import message_for
 from denseface.rpc.protocol import MAX_TC3_BODY_BYTES, ApiError, complete, preflight
 from denseface.rpc.replay import REPLAY_CODE, check_replay
-from denseface.server.fair_queue import FairQueue
+from denseface.server.fair_queue import FairQueue, Shares
 from denseface.server.guards import IP_LIMITED, ClientGuard, KeySlots, read_body
 from tests.redis_server import RedisServer
 from tests.test_accounts import Clock
@@ -210,6 +210,27 @@ def test_a_flooding_key_delays_another_by_at_most_the_running_job() -> None:
     assert queue.remove("flood", "f5")
     assert not queue.remove("flood", "f5")
     assert len(queue) == 7
+
+
+def test_a_key_alone_may_hold_every_worker_and_shares_them_while_another_is_active() -> None:
+    clock = Clock()
+    shares = Shares(window=2.0, clock=clock)
+    queue: FairQueue[str] = FairQueue()
+    for i in range(4):
+        queue.append("flood", f"f{i}")
+    shares.seen("flood")
+    assert shares.caps(2, queue.keys(), {}) == {"flood": 2}  # alone: both workers
+    assert queue.take({"flood": 1}, shares.caps(2, queue.keys(), {"flood": 1})) == "f0"
+    shares.seen("other")  # another key called a moment ago (its call is done; it may call again)
+    caps = shares.caps(2, queue.keys(), {"flood": 1})
+    assert caps == {"flood": 1, "other": 1}
+    assert queue.take({"flood": 1}, caps) is None  # the second worker is kept for the other key
+    assert shares.next_change() == 2.0
+    queue.append("other", "o0")
+    assert queue.take({"flood": 1}, shares.caps(2, queue.keys(), {"flood": 1})) == "o0"
+    clock.now += 2.0  # the other key has been quiet for the window: the flood may use both again
+    assert shares.caps(2, queue.keys(), {"flood": 1}) == {"flood": 2}
+    assert shares.caps(8, ["a", "b", "c"], {}) == {"a": 6, "b": 6, "c": 6}  # all but one per other key
 
 
 # --------------------------------------------------------------------------------------------- replay

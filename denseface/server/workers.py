@@ -40,7 +40,7 @@ from typing import Any
 from denseface.errors import DensefaceError, InferenceError
 from denseface.processes import describe_exit
 from denseface.rpc.service import AnalyzeJob
-from denseface.server.fair_queue import FairQueue
+from denseface.server.fair_queue import FairQueue, Shares
 from denseface.server.wire import WireError, job_frames, read_message, rebuild_error
 from denseface.server.worker_process import WorkerConfig, worker_main
 
@@ -125,6 +125,8 @@ class ProcessPool:
         self._context = multiprocessing.get_context("spawn")
         self._slots = [_Slot(i) for i in range(size)]
         self._pending: FairQueue[_Ticket] = FairQueue()
+        self._shares = Shares()
+        self._wake: asyncio.TimerHandle | None = None  # a dispatch when a key's share may grow
         self._spawn_lock = asyncio.Lock()
         self._closing = False
         self._started = False  # start() done: from now on a stopped worker is replaced
@@ -154,6 +156,7 @@ class ProcessPool:
         if self._closing:
             raise InferenceError("the server is shutting down; retry the request")
         ticket = _Ticket(job, request_id, key, asyncio.get_running_loop().create_future())
+        self._shares.seen(key)
         self._pending.append(key, ticket)
         self._dispatch()
         try:
@@ -326,13 +329,18 @@ class ProcessPool:
 
     # ---------------------------------------------------------------------------------------------- jobs
     def _dispatch(self) -> None:
-        """Give queued jobs to idle workers: the key with the fewest jobs running first, then oldest."""
+        """Give queued jobs to idle workers: the key with the fewest jobs running first, then oldest,
+        each key within its share of the workers."""
         while self._pending:
             slot = next((s for s in self._slots if s.state == IDLE and s.ticket is None), None)
             if slot is None or slot.writer is None:
                 return
             running = collections.Counter(s.ticket.key for s in self._slots if s.ticket is not None)
-            ticket = self._pending.popleft(running)
+            caps = self._shares.caps(self.size, self._pending.keys(), running)
+            ticket = self._pending.take(running, caps)
+            if ticket is None:  # a worker kept for another active key: look again when that may change
+                self._wake_later()
+                return
             if ticket.future.done():  # its request timed out: never starts
                 continue
             (prefix, body), ticket.frames = ticket.frames, (b"", b"")  # the ticket no longer holds the image
@@ -341,10 +349,22 @@ class ProcessPool:
             slot.writer.write(body)  # the transport keeps what the socket does not take at once
             slot.timer = asyncio.get_running_loop().call_later(self._stuck_after, self._stuck, slot, ticket)
 
+    def _wake_later(self) -> None:
+        delay = self._shares.next_change()
+        if delay is None or (self._wake is not None and not self._wake.cancelled()):
+            return
+
+        def wake() -> None:
+            self._wake = None
+            self._dispatch()
+
+        self._wake = asyncio.get_running_loop().call_later(delay + 0.01, wake)
+
     def _finish(self, slot: _Slot, header: dict[str, Any], body: bytes) -> None:
         ticket, slot.ticket = slot.ticket, None
         if ticket is None:
             raise WireError("a reply without a job")
+        self._shares.seen(ticket.key)
         if slot.timer is not None:
             slot.timer.cancel()
             slot.timer = None

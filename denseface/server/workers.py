@@ -9,7 +9,9 @@ fields' JSON, which the server splices into the envelope.
 Jobs wait in the server, taken in turn across keys (:class:`~denseface.server.fair_queue.FairQueue`:
 in arrival order within a key), and go to a worker only when it is idle, so:
 
-* **a key's flood delays another key's job by at most one job per worker**;
+* **a key's flood delays another key's job by at most one job per worker**, and while other keys are
+  active a key holds at most all workers but one per other active key
+  (:class:`~denseface.server.fair_queue.Shares`), so another key's job usually finds a worker free;
 * **a queued job whose request timed out never starts** (it is dropped from the queue);
 * **no job holds a worker longer than ``stuck_after`` seconds** (in the server: the request deadline):
   past that, its worker is killed and a new one takes the slot, so the deadline frees the worker, not

@@ -264,7 +264,6 @@ def start_server(
         **os.environ,
         "DENSEFACE_CONFIG_DIR": str(work / "config"),
         "DENSEFACE_METRICS_TOKEN": METRICS_TOKEN,
-        "DENSEFACE_KEY_CONCURRENCY": "1024",  # one key drives every connection here
     }
     for name in ("DENSEFACE_SECRET_ID", "DENSEFACE_SECRET_KEY", "DENSEFACE_CREDENTIALS", "DENSEFACE_HOST"):
         env.pop(name, None)

@@ -69,7 +69,7 @@ _THREAD_PARSE_BYTES = 256 * 1024  # larger bodies are checked and parsed off the
 class ApiApp:
     """Request handling state: keys, the account gate (state, actions, rate, quota, usage over one
     store), the guards, service, worker pool, metrics. ``accounts`` defaults to an in-memory SQLite
-    store; ``guard`` to no refusal limit and the default budgets; ``key_slots`` to 8 calls per key."""
+    store; ``guard`` to no refusal limit and the default budgets; ``key_slots`` to 32 calls per key."""
 
     def __init__(
         self,

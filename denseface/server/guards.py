@@ -112,7 +112,7 @@ class KeySlots:
 
     def __init__(
         self,
-        default: int = 8,
+        default: int = 32,
         *,
         strikes: int = 3,
         strike_window: float = 300.0,

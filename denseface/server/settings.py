@@ -13,7 +13,7 @@
 | URL connect timeout / total (s) | ``DENSEFACE_URL_CONNECT_TIMEOUT``, ``DENSEFACE_URL_DEADLINE`` | 3, 8 |
 | config dir (local key, the embedded usage store) | ``DENSEFACE_CONFIG_DIR`` | the user config dir |
 | shared store for every replica (``redis://…``) | ``DENSEFACE_REDIS_URL`` | none: SQLite in the config dir |
-| calls one key may have in progress (a key's own wins) | ``DENSEFACE_KEY_CONCURRENCY`` | 8 |
+| calls one key may have in progress (a key's own wins) | ``DENSEFACE_KEY_CONCURRENCY`` | 32 |
 | open connections (the idlest is closed for a new one) | ``DENSEFACE_MAX_CONNECTIONS`` | 2048 |
 | request line + headers (bytes) | ``DENSEFACE_MAX_HEADER_BYTES`` | 65536 |
 | deadline to receive headers (s) | ``DENSEFACE_HEADER_TIMEOUT`` | 10 |
@@ -55,7 +55,7 @@ class Settings(BaseModel):
     url_deadline: float = Field(8.0, gt=0)  # below `deadline`, so a slow download is a download error
     config_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_config_dir("denseface")))
     redis_url: str | None = None
-    key_concurrency: int = Field(8, ge=1)
+    key_concurrency: int = Field(32, ge=1)
     max_connections: int = Field(2048, ge=1)
     max_header_bytes: int = Field(64 * 1024, ge=4096)
     header_timeout: float = Field(10.0, gt=0)

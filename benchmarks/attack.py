@@ -154,6 +154,7 @@ class Attack:
                 await asyncio.sleep(0.1)
 
     async def sender(self, head: bytes, body_size: int) -> None:
+        """Send ``head`` and ``body_size`` bytes, read the answer, hang up, and again."""
         chunk = b"A" * MIB
         while time.monotonic() < self.until:
             try:
@@ -164,9 +165,10 @@ class Attack:
                     writer.write(chunk[: body_size - sent])
                     sent += min(MIB, body_size - sent)
                     await writer.drain()
-                await self.hold(reader)
+                data = await asyncio.wait_for(reader.read(65536), max(0.01, self.until - time.monotonic()))
+                self.stats["answers" if b"HTTP/1.1" in data else "closed_by_server"] += 1
                 writer.close()
-            except OSError:
+            except (OSError, asyncio.TimeoutError):
                 self.stats["closed_by_server"] += 1
                 await asyncio.sleep(0.05)
 
@@ -392,6 +394,7 @@ def main() -> int:
     unknown = set(names) - set(ATTACKS)
     if unknown:
         parser.error(f"unknown attack(s): {', '.join(sorted(unknown))}")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="denseface-attack-") as tmp:
         proc, port = start_server(Path(tmp), args.workers)
         rows = []
@@ -404,7 +407,10 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=30)
         log = (Path(tmp) / "server.log").read_text(errors="replace")
-    print(f"denseface serve, {args.workers} workers, default limits; {args.calls} legit calls per attack")
+    print(
+        f"denseface serve, {args.workers} workers, default limits; {args.calls} legit calls per attack; "
+        f"{os.cpu_count()} CPUs, load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
     print(table(rows))
     print(f"Traceback in the server log: {'yes' if 'Traceback' in log else 'no'}")
     if args.json:

@@ -48,7 +48,8 @@ from denseface.rpc.envelope import ApiError, envelope_for_error, new_request_id,
 from denseface.rpc.replay import check_replay
 from denseface.rpc.stream import STREAM_ACTION, StreamCall, verify_stream_query
 from denseface.server.metrics import key_label
-from denseface.server.workers import ProcessPool, Stream, StreamEnded
+from denseface.server.pool_records import Stream, StreamEnded
+from denseface.server.workers import ProcessPool
 
 if TYPE_CHECKING:
     from denseface.rpc.credentials import Credential

@@ -24,10 +24,11 @@ in arrival order within a key), and go to a worker only when it is idle, so:
   worker that keeps failing to start is retried with a growing pause, up to 30 s).
 
 **Streams** (``/v1/stream``): :meth:`ProcessPool.open_stream` pins a connection to the live worker with
-the fewest streams; its frames (:meth:`ProcessPool.run_frame`) wait in the same queue as the API's jobs
-but go to that worker only, which keeps the stream's tracker until :meth:`ProcessPool.close_stream`
-sends the end message. Each stream has at most one frame queued or running (the server drops stale
-frames), so a worker serves its streams and the API's jobs in arrival order: round robin, none starved.
+the fewest streams; its frames (:meth:`ProcessPool.run_frame`) wait in that worker's own queue, in
+arrival order, and go first when it is idle; that worker keeps the stream's tracker until
+:meth:`ProcessPool.close_stream` sends the end message. Each stream has at most two frames in flight
+(the server drops stale ones), and the API's jobs go to the idle worker with the fewest streams, so
+neither starves the other; a frame counts in its key's share like any job.
 
 Workers are started with ``spawn`` (safe with the event loop and uvloop), all at start-up, each loading
 the models once. :meth:`ProcessPool.close` stops them; a worker also exits by itself when the server
@@ -42,7 +43,6 @@ import logging
 import multiprocessing
 import socket
 import time
-from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -51,95 +51,25 @@ from denseface.processes import describe_exit
 from denseface.rpc.service import AnalyzeJob
 from denseface.rpc.stream_frames import FrameJob
 from denseface.server.fair_queue import FairQueue, Shares
-from denseface.server.wire import WireError, job_frames, read_message, rebuild_error
+from denseface.server.pool_records import (
+    BUSY,
+    IDLE,
+    STARTING,
+    STOPPED,
+    PoolStats,
+    QueuedJob,
+    Stream,
+    StreamEnded,
+    WorkerExit,
+    WorkerInfo,
+    WorkerSlot,
+)
+from denseface.server.wire import WireError, read_message, rebuild_error
 from denseface.server.worker_process import WorkerConfig, worker_main
 
 log = logging.getLogger(__name__)
 
-STARTING, IDLE, BUSY, STOPPED = "starting", "idle", "busy", "stopped"
 MAX_RESTART_PAUSE = 30.0
-
-
-class WorkerExit(Exception):
-    """How a worker process ended (the ``__cause__`` of the ``ServerError`` its request answers)."""
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    slot: int
-    pid: int | None
-    state: str  # starting, idle, busy, stopped
-    jobs: int  # jobs this slot's processes finished
-    restarts: int  # processes this slot started after the first
-
-
-@dataclass(frozen=True)
-class PoolStats:
-    size: int
-    alive: int  # workers started and ready (idle or busy)
-    busy: int
-    queued: int  # jobs waiting for a worker
-    restarts: int
-    jobs: int
-    handoff_seconds: float  # total time of the finished jobs outside the worker's own work
-    workers: list[WorkerInfo] = field(default_factory=list)
-
-
-class StreamEnded(InferenceError):
-    """The worker process that held a stream's tracker stopped: the stream cannot go on."""
-
-
-class Stream:
-    """A live stream pinned to the worker process that holds its tracker (:meth:`ProcessPool.open_stream`)."""
-
-    def __init__(self, ident: int, slot: _Slot, key: str) -> None:
-        self.id = ident
-        self.slot = slot
-        self.key = key  # the key it runs under: its frames count in that key's share of the workers
-        self.generation = slot.generation  # the process it is pinned to
-        #: why the stream can go on no more (its worker stopped), or None
-        self.ended: str | None = None
-
-
-class _Ticket:
-    __slots__ = ("dispatched", "frames", "future", "key", "request_id", "stream")
-
-    def __init__(
-        self,
-        job: AnalyzeJob | FrameJob,
-        request_id: str,
-        key: str,
-        future: asyncio.Future[bytes],
-        stream: Stream | None = None,
-    ) -> None:
-        self.frames = job_frames(job)
-        self.request_id = request_id
-        self.key = key
-        self.future = future
-        self.dispatched = 0.0
-        self.stream = stream
-
-
-class _Slot:
-    """One worker position: the process now in it, its socket, what it is doing."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.process: BaseProcess | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.pid: int | None = None
-        self.state = STOPPED
-        self.ticket: _Ticket | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.ready: asyncio.Future[None] | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.kill_reason: str | None = None
-        self.jobs = 0
-        self.restarts = 0
-        self.failed_starts = 0
-        self.generation = 0  # counts the processes started in this slot
-        self.streams: set[Stream] = set()
-        self.frames: collections.deque[_Ticket] = collections.deque()  # stream frames waiting for it
 
 
 class ProcessPool:
@@ -160,8 +90,8 @@ class ProcessPool:
         self._stuck_after = stuck_after
         self._start_timeout = start_timeout
         self._context = multiprocessing.get_context("spawn")
-        self._slots = [_Slot(i) for i in range(size)]
-        self._pending: FairQueue[_Ticket] = FairQueue()
+        self._slots = [WorkerSlot(i) for i in range(size)]
+        self._pending: FairQueue[QueuedJob] = FairQueue()
         self._shares = Shares()
         self._wake: asyncio.TimerHandle | None = None  # a dispatch when a key's share may grow
         self._spawn_lock = asyncio.Lock()
@@ -198,7 +128,7 @@ class ProcessPool:
     ) -> bytes:
         if self._closing:
             raise InferenceError("the server is shutting down; retry the request")
-        ticket = _Ticket(job, request_id, key, asyncio.get_running_loop().create_future(), stream)
+        ticket = QueuedJob(job, request_id, key, asyncio.get_running_loop().create_future(), stream)
         self._shares.seen(key)
         if stream is None:
             self._pending.append(key, ticket)
@@ -246,7 +176,7 @@ class ProcessPool:
             future = asyncio.get_running_loop().create_future()
             future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
             end = FrameJob(stream.id, b"", end=True)
-            stream.slot.frames.append(_Ticket(end, "-", stream.key, future, stream))
+            stream.slot.frames.append(QueuedJob(end, "-", stream.key, future, stream))
             self._dispatch()
 
     def took_worker(self, request_id: str) -> float | None:
@@ -295,7 +225,7 @@ class ProcessPool:
                 await asyncio.wait(late, timeout=timeout)
 
     # ------------------------------------------------------------------------------------------ workers
-    async def _spawn(self, slot: _Slot) -> None:
+    async def _spawn(self, slot: WorkerSlot) -> None:
         loop = asyncio.get_running_loop()
         async with self._spawn_lock:
             if self._closing:
@@ -322,7 +252,11 @@ class ProcessPool:
             slot.task = asyncio.create_task(self._serve(slot, process, reader, slot.ready))
 
     async def _serve(
-        self, slot: _Slot, process: BaseProcess, reader: asyncio.StreamReader, ready: asyncio.Future[None]
+        self,
+        slot: WorkerSlot,
+        process: BaseProcess,
+        reader: asyncio.StreamReader,
+        ready: asyncio.Future[None],
     ) -> None:
         """Read everything the worker in ``slot`` sends, until it exits; then replace it."""
         failure: BaseException | None = None
@@ -355,7 +289,7 @@ class ProcessPool:
 
     async def _exited(
         self,
-        slot: _Slot,
+        slot: WorkerSlot,
         process: BaseProcess,
         ready: asyncio.Future[None],
         failure: BaseException | None,
@@ -412,7 +346,7 @@ class ProcessPool:
                 await self._pause(slot)
 
     @staticmethod
-    async def _pause(slot: _Slot) -> None:
+    async def _pause(slot: WorkerSlot) -> None:
         """Before another start attempt of a worker that failed to start: 1 s, 2 s, 4 s … up to 30 s."""
         slot.failed_starts += 1
         pause = min(MAX_RESTART_PAUSE, 0.5 * 2**slot.failed_starts)
@@ -445,7 +379,7 @@ class ProcessPool:
                 continue
             self._send(min(idle, key=lambda s: (len(s.streams), s.index)), ticket)
 
-    def _next_frame(self, slot: _Slot) -> _Ticket | None:
+    def _next_frame(self, slot: WorkerSlot) -> QueuedJob | None:
         """The oldest live frame waiting for ``slot``'s worker (frames of a replaced worker fail)."""
         while slot.frames:
             ticket = slot.frames.popleft()
@@ -458,7 +392,7 @@ class ProcessPool:
             return ticket
         return None
 
-    def _send(self, slot: _Slot, ticket: _Ticket) -> None:
+    def _send(self, slot: WorkerSlot, ticket: QueuedJob) -> None:
         if slot.writer is None:  # pragma: no cover - idle slots have a writer
             raise WireError("no socket to an idle worker")
         (prefix, body), ticket.frames = ticket.frames, (b"", b"")  # the ticket no longer holds the image
@@ -467,7 +401,7 @@ class ProcessPool:
         slot.writer.write(body)  # the transport keeps what the socket does not take at once
         slot.timer = asyncio.get_running_loop().call_later(self._stuck_after, self._stuck, slot, ticket)
 
-    def _end_streams(self, slot: _Slot, how: str) -> None:
+    def _end_streams(self, slot: WorkerSlot, how: str) -> None:
         """The worker in ``slot`` stopped: every stream pinned to it ends, with the reason, and the frames
         waiting for it fail."""
         for stream in slot.streams:
@@ -489,7 +423,7 @@ class ProcessPool:
 
         self._wake = asyncio.get_running_loop().call_later(delay + 0.01, wake)
 
-    def _finish(self, slot: _Slot, header: dict[str, Any], body: bytes) -> None:
+    def _finish(self, slot: WorkerSlot, header: dict[str, Any], body: bytes) -> None:
         ticket, slot.ticket = slot.ticket, None
         if ticket is None:
             raise WireError("a reply without a job")
@@ -510,7 +444,7 @@ class ProcessPool:
                 ticket.future.set_exception(rebuild_error(header))
         self._dispatch()
 
-    def _abandon(self, ticket: _Ticket) -> None:
+    def _abandon(self, ticket: QueuedJob) -> None:
         """The request of a running job gave up: note how long the job had run (its worker is killed
         only when the job reaches ``stuck_after``)."""
         if any(slot.ticket is ticket for slot in self._slots):
@@ -518,7 +452,7 @@ class ProcessPool:
             while len(self._abandoned) > 1024:  # never asked for
                 del self._abandoned[next(iter(self._abandoned))]
 
-    def _stuck(self, slot: _Slot, ticket: _Ticket) -> None:
+    def _stuck(self, slot: WorkerSlot, ticket: QueuedJob) -> None:
         if slot.ticket is ticket and slot.process is not None:
             slot.kill_reason = f"killed: still busy {self._stuck_after:g} s after it got its job"
             log.error(

@@ -97,6 +97,7 @@ bench: setup
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/http_load.py
 	$(PY) benchmarks/http_load.py --metering
+	$(PY) benchmarks/attack.py
 	$(PY) benchmarks/video.py
 	$(PY) benchmarks/stream.py
 	$(PY) benchmarks/batch.py

@@ -23,6 +23,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 PORTRAIT = SHARED / "landmarks" / "images" / "eos_lfpw__image_0001.png"
 SECRET_ID = "AKIDdensefaceBENCH000000000000000000"
 SECRET_KEY = "denseface-bench-secret-key-0123456789ab"  # a throwaway local key
+METRICS_TOKEN = "bench-metrics-token-0123456789"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 ACTION, VERSION, REGION = "AnalyzeDenseLandmarks", "2020-03-03", "ap-guangzhou"
 
 
@@ -76,7 +78,9 @@ def worker_counters(port: int) -> tuple[float, float]:
     import httpx
 
     values = {"denseface_worker_handoff_seconds_total": 0.0, "denseface_worker_jobs_total": 0.0}
-    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+    for line in httpx.get(
+        f"http://127.0.0.1:{port}/metrics", headers=METRICS_AUTH, timeout=5
+    ).text.splitlines():
         name, _, value = line.partition(" ")
         if name in values:
             values[name] = float(value)
@@ -174,7 +178,12 @@ def start_server(
 
     creds = work / "credentials.toml"
     creds.write_text(f'[[keys]]\nsecret_id = "{SECRET_ID}"\nsecret_key = "{SECRET_KEY}"\nqps = 100000\n')
-    env = {**os.environ, "DENSEFACE_CONFIG_DIR": str(work / "config")}
+    creds.chmod(0o600)  # the server refuses a keys file others may read
+    env = {
+        **os.environ,
+        "DENSEFACE_CONFIG_DIR": str(work / "config"),
+        "DENSEFACE_METRICS_TOKEN": METRICS_TOKEN,
+    }
     for name in ("DENSEFACE_SECRET_ID", "DENSEFACE_SECRET_KEY", "DENSEFACE_CREDENTIALS", "DENSEFACE_HOST"):
         env.pop(name, None)
     env.pop("DENSEFACE_REDIS_URL", None)
@@ -195,7 +204,7 @@ def start_server(
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", headers=METRICS_AUTH, timeout=1)
             if health.status_code == 200:
                 return proc, port, log_path, dict(health.json())
         except httpx.HTTPError:

@@ -47,10 +47,15 @@ class Unmetered:
     async def admit(self, admission: Any, *, day: str) -> str:
         return "OK"
 
-    async def settle(self, secret_id: str, request_id: str, action: str, code: str, *, day: str) -> bool:
+    async def settle(
+        self, secret_id: str, request_id: str, action: str, code: str, *, day: str, charge: bool | None = None
+    ) -> bool:
         return True
 
     async def record(self, secret_id: str, action: str, code: str, *, day: str) -> None: ...
+
+    async def remember_nonce(self, secret_id: str, nonce: str, ttl: float) -> bool:
+        return True
 
     async def used(self, secret_ids: list[str]) -> dict[str, int]:
         return {}
@@ -64,12 +69,14 @@ class Unmetered:
 def serve_unmetered(port: int, credentials: Path) -> None:
     import uvicorn
 
-    from denseface.server.run import build_app
+    from denseface.server.edge import uvicorn_options
+    from denseface.server.run import build_app, connection_limits
     from denseface.server.settings import Settings
 
     settings = Settings.from_env(host="127.0.0.1", port=port, credentials=credentials)
     app, _, _ = build_app(settings, accounts=Unmetered())  # type: ignore[arg-type]
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", server_header=False)
+    options = uvicorn_options(connection_limits(settings))  # the same HTTP layer as `denseface serve`
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", server_header=False, **options)
 
 
 def start_redis(work: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -96,7 +103,9 @@ def start_redis(work: Path) -> tuple[subprocess.Popen[bytes], str]:
 def store_seconds(port: int) -> float:
     import httpx
 
-    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+    for line in httpx.get(
+        f"http://127.0.0.1:{port}/metrics", headers=loadgen.METRICS_AUTH, timeout=5
+    ).text.splitlines():
         if line.startswith("denseface_store_seconds_total "):
             return float(line.split()[1])
     return 0.0

@@ -76,7 +76,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     path = _keys_path(args)
     keys = _read(path)
     fresh = generate_credential()
-    key = dataclasses.replace(fresh, qps=args.qps, quota=args.quota, actions=_actions(args.actions))
+    key = dataclasses.replace(
+        fresh, qps=args.qps, quota=args.quota, actions=_actions(args.actions), concurrency=args.concurrency
+    )
     write_keys_file(path, [*keys, key])
     log.info("added key %s to %s", key.secret_id, path)
     # the product's output: the new secret, shown once on the operator's terminal, never logged
@@ -96,8 +98,10 @@ def cmd_set(args: argparse.Namespace) -> int:
         changes["qps"] = args.qps  # None for "default"
     if args.actions is not None:
         changes["actions"] = None if args.actions == ["all"] else _actions(args.actions)
+    if args.concurrency is not None:
+        changes["concurrency"] = None if args.concurrency <= 0 else args.concurrency
     if not changes:
-        log.error("nothing to change: give --state, --quota, --qps or --actions")
+        log.error("nothing to change: give --state, --quota, --qps, --actions or --concurrency")
         return EXIT_ERROR
     if args.secret_id not in {k.secret_id for k in keys}:
         log.error("no key %s in %s", args.secret_id, path)
@@ -168,6 +172,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("an integer ≥ 1")
+    return value
+
+
 def _rate(text: str) -> float:
     """A rate in requests/s: a number ≥ 0, 0 meaning unlimited (as ``DENSEFACE_QPS=0``)."""
     value = float(text)
@@ -210,6 +221,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--quota", type=_count, help="successful calls it may make in all (default: no limit)")
     p.add_argument("--actions", nargs="+", metavar="ACTION", help="the actions it may call (default: all)")
+    p.add_argument(
+        "--concurrency", type=_positive, help="its calls in progress (default: DENSEFACE_KEY_CONCURRENCY)"
+    )
     p.set_defaults(func=_guarded(cmd_add))
 
     p = commands.add_parser("list", help="the keys, their state, limits and used counts")
@@ -227,6 +241,7 @@ def add_parser(sub: Any) -> None:
         help="its rate limit, requests/s; 0: unlimited; default: the server's DENSEFACE_QPS",
     )
     p.add_argument("--actions", nargs="+", metavar="ACTION", help="the actions it may call; all: every one")
+    p.add_argument("--concurrency", type=int, help="its calls in progress; 0: the server's default")
     p.set_defaults(func=_guarded(cmd_set))
 
     p = commands.add_parser("usage", help="calls per key, UTC day, action and outcome")

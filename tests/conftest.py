@@ -108,6 +108,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: the bearer token of /metrics and the detailed /healthz on the test servers
+METRICS_TOKEN = "test-metrics-token-0123456789"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
+def write_keys(path: Path, text: str) -> Path:
+    """A keys file as the server requires it: readable by its owner only (0600)."""
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
 @dataclass(frozen=True)
 class LiveServer:
     port: int
@@ -134,9 +146,10 @@ def live_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     for Url downloads."""
     work = tmp_path_factory.mktemp("server")
     creds = work / "credentials.toml"
-    creds.write_text(
+    write_keys(
+        creds,
         f'[[keys]]\nsecret_id = "{SECRET_ID}"\nsecret_key = "{SECRET_KEY}"\nqps = 1000\n'
-        f'[[keys]]\nsecret_id = "{OTHER_ID}"\nsecret_key = "{OTHER_KEY}"\nqps = 2\n'
+        f'[[keys]]\nsecret_id = "{OTHER_ID}"\nsecret_key = "{OTHER_KEY}"\nqps = 2\n',
     )
     port = free_port()
     env = {
@@ -145,6 +158,9 @@ def live_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "DENSEFACE_CONFIG_DIR": str(work / "config"),
         "DENSEFACE_URL_ALLOW": "127.0.0.1/32",
         "DENSEFACE_WORKERS": "2",
+        "DENSEFACE_METRICS_TOKEN": METRICS_TOKEN,
+        # the property tests send thousands of malformed requests from this one address on purpose
+        "DENSEFACE_CLIENT_RATE": "0",
     }
     env.pop("DENSEFACE_SECRET_ID", None)
     env.pop("DENSEFACE_SECRET_KEY", None)

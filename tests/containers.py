@@ -28,6 +28,8 @@ IMAGE = "localhost/denseface:latest"
 SECRET_ID = "AKIDdensefaceCONTAINER0000000000000"
 SECRET_KEY = "denseface-container-test-key-0123456789"
 USER_ID = 10001  # the image's user
+METRICS_TOKEN = "denseface-container-metrics-token"  # DENSEFACE_METRICS_TOKEN: /metrics needs it
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 def script(*args: str, timeout: float) -> str:
@@ -102,6 +104,11 @@ def dense_landmarks(client: iai_client.IaiClient, photo: Path) -> dict[str, obje
 
 def points(shape: dict[str, object]) -> int:
     return sum(len(value) for value in shape.values() if isinstance(value, list))
+
+
+def metrics(base_url: str) -> str:
+    """The Prometheus page of the server at ``base_url`` (started with :data:`METRICS_TOKEN`)."""
+    return httpx.get(f"{base_url}/metrics", headers=METRICS_AUTH, timeout=5).text
 
 
 def metric(text: str, name: str) -> float:

@@ -19,7 +19,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.iai.v20200303 import iai_client, models
 
-from tests.conftest import LiveServer, free_port
+from tests.conftest import METRICS_AUTH, METRICS_TOKEN, LiveServer, free_port
 
 
 def start(
@@ -34,6 +34,7 @@ def start(
         "DENSEFACE_CONFIG_DIR": str(work / "config"),
         "DENSEFACE_WORKERS": "1",
         "DENSEFACE_DETECTOR": "fast",
+        "DENSEFACE_METRICS_TOKEN": METRICS_TOKEN,
         **(env or {}),
     }
     for name in ("DENSEFACE_SECRET_ID", "DENSEFACE_SECRET_KEY", "DENSEFACE_REDIS_URL"):
@@ -97,4 +98,4 @@ def code_of(sdk: iai_client.IaiClient, **fields: Any) -> str:
 
 
 def metrics(server: LiveServer) -> str:
-    return httpx.get(f"{server.base_url}/metrics", timeout=5).text
+    return httpx.get(f"{server.base_url}/metrics", headers=METRICS_AUTH, timeout=5).text

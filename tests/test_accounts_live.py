@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from denseface.rpc.credentials import Credential, write_keys_file
+from denseface.server.metrics import key_label
 from tests import serving
 from tests.conftest import shared
 
@@ -101,7 +102,7 @@ def test_quota_states_actions_and_usage_surviving_a_restart(
         assert oct(keys.stat().st_mode & 0o777) == "0o600"
 
         text = serving.metrics(server)
-        labels = f'action="AnalyzeDenseLandmarks",code="OK",secret_id="{QUOTA_ID}"'
+        labels = f'action="AnalyzeDenseLandmarks",code="OK",key="{key_label(QUOTA_ID)}"'
         ok = f"denseface_key_calls_total{{{labels}}} 3.0"
         assert ok in text
     finally:

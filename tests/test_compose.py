@@ -23,6 +23,7 @@ from tests import containers
 from tests.conftest import free_port, shared
 
 COMPOSE_FILE = containers.ROOT / "deploy" / "compose.yaml"
+AUTH = containers.METRICS_AUTH
 QUOTA = 30
 CALLS = 40
 
@@ -45,7 +46,8 @@ class Stack:
         code = (
             "import urllib.request, urllib.error\n"
             "try:\n"
-            f"    r = urllib.request.urlopen('http://127.0.0.1:8000{path}', timeout=5)\n"
+            f"    q = urllib.request.Request('http://127.0.0.1:8000{path}', headers={AUTH!r})\n"
+            "    r = urllib.request.urlopen(q, timeout=5)\n"
             "    print(r.status); print(r.read().decode())\n"
             "except urllib.error.HTTPError as e:\n"
             "    print(e.code); print(e.read().decode())\n"
@@ -83,6 +85,7 @@ def stack(engine: str, image: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "DENSEFACE_PUBLISH": f"127.0.0.1:{port}",
         "DENSEFACE_CPUS": "1",  # one worker a replica on this 2-core machine
         "DENSEFACE_REPLICAS": "2",
+        "DENSEFACE_METRICS_TOKEN": containers.METRICS_TOKEN,
         # Redis's append-only file without fsync: on this shared VM a busy disk can hold an fsync, and so
         # Redis, for seconds (calls then answer ResourceUnavailable.UnknownStatus, as they should)
         "REDIS_APPENDFSYNC": "no",

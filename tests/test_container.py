@@ -38,13 +38,13 @@ def test_container_serves_as_non_root_and_drains_on_sigterm(engine: str, image: 
             "-e",
             f"DENSEFACE_SECRET_KEY={containers.SECRET_KEY}",
         ),
-        *("-e", "DENSEFACE_LOG_FORMAT=json"),
+        *("-e", "DENSEFACE_LOG_FORMAT=json", "-e", f"DENSEFACE_METRICS_TOKEN={containers.METRICS_TOKEN}"),
         image,
     ):
         base = f"http://127.0.0.1:{port}"
         containers.wait_for(f"{base}/healthz", timeout=60)
         print(f"/healthz 200 after {time.monotonic() - started:.2f} s from `{engine} run`")
-        workers = containers.metric(httpx.get(f"{base}/metrics", timeout=5).text, "denseface_workers")
+        workers = containers.metric(containers.metrics(base), "denseface_workers")
         assert workers == 1  # --cpus 1 on a bigger host: one worker, not one per host core
         assert httpx.get(f"{base}/readyz", timeout=5).json() == {"status": "ready"}
         assert containers.run(engine, "exec", name, "id", "-u").stdout.strip() == str(containers.USER_ID)
@@ -74,7 +74,7 @@ def test_container_serves_as_non_root_and_drains_on_sigterm(engine: str, image: 
         deadline = time.monotonic() + 30
         in_flight = 0.0
         while time.monotonic() < deadline and in_flight < 2:
-            in_flight = containers.metric(httpx.get(f"{base}/metrics", timeout=5).text, "denseface_in_flight")
+            in_flight = containers.metric(containers.metrics(base), "denseface_in_flight")
         assert in_flight >= 2, "the calls never were in flight together"
         containers.run(engine, "kill", "--signal", "TERM", name)
         for thread in threads:

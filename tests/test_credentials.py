@@ -16,9 +16,11 @@ from denseface.rpc.credentials import (
     Credential,
     CredentialConfigError,
     CredentialStore,
+    KeysFile,
     ensure_local_credential,
     generate_credential,
 )
+from tests.test_accounts import Clock
 
 SECRET = "s3cretKEYs3cretKEYs3cretKEY12345"
 
@@ -26,6 +28,7 @@ SECRET = "s3cretKEYs3cretKEYs3cretKEY12345"
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "keys.toml"
     path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
     return path
 
 
@@ -152,15 +155,35 @@ def test_ensure_local_credential_creates_private_file(
     assert CredentialStore.from_toml(path).get(first.secret_id) == first
 
 
-def test_ensure_local_credential_warns_on_loose_permissions(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_keys_file_others_may_access_is_refused_like_ssh_does(tmp_path: Path, mode: int) -> None:
     first = ensure_local_credential(tmp_path)
-    (tmp_path / "credentials.toml").chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="denseface"):
-        assert ensure_local_credential(tmp_path) == first
-    assert "chmod 600" in caplog.text
-    assert first.secret_key not in caplog.text
+    path = tmp_path / "credentials.toml"
+    path.chmod(mode)
+    for load in (lambda: ensure_local_credential(tmp_path), lambda: KeysFile(path, environ={})):
+        with pytest.raises(CredentialConfigError) as info:
+            load()
+        message = str(info.value)
+        assert f"permissions {mode:04o} for {path} are too open" in message
+        assert f"chmod 600 {path}" in message  # says how to fix it
+        assert first.secret_key not in message
+    path.chmod(0o600)
+    assert KeysFile(path, environ={}).get(first.secret_id) == first
+
+
+def test_a_keys_file_opened_to_others_later_is_not_reloaded(tmp_path: Path) -> None:
+    clock = Clock()
+    path = write(tmp_path, f'[[keys]]\nsecret_id = "AKIDa"\nsecret_key = "{SECRET}"\n')
+    keys = KeysFile(path, environ={}, clock=clock)
+    path.write_text(f'[[keys]]\nsecret_id = "AKIDb"\nsecret_key = "{SECRET}"\n')
+    path.chmod(0o644)
+    clock.now += 1.0
+    assert keys.get("AKIDa") is not None  # refused: the previous keys stay in force
+    assert keys.get("AKIDb") is None
+    path.chmod(0o600)  # fixed: a change of mode alone is seen and reloaded
+    clock.now += 1.0
+    assert keys.get("AKIDa") is None
+    assert keys.get("AKIDb") is not None
 
 
 def test_ensure_local_credential_needs_an_enabled_key(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import time
 import uuid
@@ -219,6 +220,9 @@ def tc3_get(http: httpx.Client, server: LiveServer, params: dict[str, str]) -> h
     return http.get(f"/?{query}", headers=headers)
 
 
+NONCES = itertools.count(100_000)
+
+
 def v1_request(
     http: httpx.Client, server: LiveServer, method: str, params: dict[str, str], sign_method: str
 ) -> httpx.Response:
@@ -228,7 +232,7 @@ def v1_request(
         "Version": "2020-03-03",
         "Region": REGION,
         "Timestamp": str(int(time.time())),
-        "Nonce": "12345",
+        "Nonce": str(next(NONCES)),  # a fresh one per request, as the SDKs do: a repeat is a replay
         "SecretId": server.secret_id,
         "SignatureMethod": sign_method,
     }

@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import kubernetes_validate
 import pytest
 import yaml
@@ -44,7 +43,13 @@ def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 def test_manifests_are_valid_against_the_api_schemas(tmp_path: Path) -> None:
     docs = render(tmp_path)
-    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == [
+
+    def name(doc: dict[str, Any]) -> str:  # the Secret's name ends in kustomize's hash of its content
+        text = str(doc["metadata"]["name"])
+        return text.rsplit("-", 1)[0] if doc["kind"] == "Secret" else text
+
+    names = sorted((d["kind"], name(d)) for d in docs)
+    assert names == [
         ("ConfigMap", "denseface"),
         ("Deployment", "denseface"),
         ("HorizontalPodAutoscaler", "denseface"),
@@ -58,6 +63,8 @@ def test_manifests_are_valid_against_the_api_schemas(tmp_path: Path) -> None:
 
     pod = one(docs, "Deployment", "denseface")["spec"]["template"]["spec"]
     (server,) = pod["containers"]
+    (secret,) = [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v]
+    assert secret == one(docs, "Secret", secret)["metadata"]["name"]  # kustomize's hashed name, both sides
     assert server["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert server["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
@@ -83,10 +90,12 @@ def for_podman(docs: list[dict[str, Any]], redis_image: str) -> list[dict[str, A
         DENSEFACE_REDIS_URL="redis://redis-pod-0:6379/0",
         DENSEFACE_SECRET_ID=containers.SECRET_ID,
         DENSEFACE_SECRET_KEY=containers.SECRET_KEY,
+        DENSEFACE_METRICS_TOKEN=containers.METRICS_TOKEN,
     )
     api = copy.deepcopy(one(docs, "Deployment", "denseface"))
     pod = api["spec"]["template"]["spec"]
-    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "keys"]
+    pod.pop("initContainers")  # it copies the keys from the Secret volume
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] not in ("keys", "keys-secret")]
     (server,) = pod["containers"]
     server.pop("ports")
     server["env"] = [e for e in server["env"] if e["name"] != "DENSEFACE_CREDENTIALS"]
@@ -122,7 +131,7 @@ def test_podman_kube_play_serves(engine: str, image: str, tmp_path: Path) -> Non
             ips.append(containers.run("podman", "inspect", infra.strip(), "--format", fmt).stdout.strip())
         for ip in ips:  # ready: workers up and Redis (another pod) answering
             containers.wait_for(f"http://{ip}:8000/readyz", timeout=90)
-            page = httpx.get(f"http://{ip}:8000/metrics", timeout=5).text
+            page = containers.metrics(f"http://{ip}:8000")
             assert containers.metric(page, "denseface_workers") == 1  # DENSEFACE_WORKERS from limits.cpu
         photo = shared("robustness", "face_recognition", "obama-240p.jpg")
         for ip in ips:

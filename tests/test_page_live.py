@@ -1,10 +1,11 @@
 """The page against a real ``denseface serve``: photos in, 888 points per face drawn, errors in plain words.
 
 Headless Debian Chromium driven by Playwright loads ``GET /`` from the session's ``live_server`` (real
-models, real signing check, real Url downloads from 127.0.0.1), with the key in the URL fragment as
-``make run`` prints it. Assertions read the page's test hooks (``window.denseface``, ``<body
-data-state>``) and its DOM, and check the overlay's pixels: the canvas (and the exported PNG) has each
-region's color at the coordinates the server returned. Screenshots go to each test's ``tmp_path``.
+models, real signing check, real Url downloads from 127.0.0.1), with its Content-Security-Policy in
+force; the test types the key into the page (it never takes one from a link). Assertions read the
+page's test hooks (``window.denseface``, ``<body data-state>``) and its DOM, and check the overlay's
+pixels: the canvas (and the exported PNG) has each region's color at the coordinates the server
+returned. Screenshots go to each test's ``tmp_path``.
 
 docs/img/page.png is made by this file:
 ``DENSEFACE_README_SCREENSHOT=docs/img/page.png pytest tests/test_page_live.py -k two_faces``.
@@ -17,6 +18,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -71,7 +73,7 @@ class PageProblems:
 
 @pytest.fixture
 def page_factory(browser: Browser, live_server: LiveServer) -> Iterator[Any]:
-    """Open the page with the test key in the fragment, in a fresh context (own sessionStorage)."""
+    """Open the page in a fresh context (own sessionStorage) and type the test key into it."""
     opened: list[tuple[Any, PageProblems]] = []
 
     def open_page(viewport: dict[str, int] = DESKTOP) -> tuple[Page, PageProblems]:
@@ -79,9 +81,10 @@ def page_factory(browser: Browser, live_server: LiveServer) -> Iterator[Any]:
         page = context.new_page()
         problems = PageProblems(page)
         opened.append((context, problems))
-        page.goto(f"{live_server.base_url}/#sid={live_server.secret_id}&skey={live_server.secret_key}")
-        page.wait_for_function("window.denseface && document.body.dataset.state === 'idle'")
-        assert page.evaluate("location.hash") == ""  # the key left the address bar
+        page.goto(f"{live_server.base_url}/")
+        wait_for(page, "window.denseface && document.body.dataset.state === 'idle'")
+        page.fill("#sid", live_server.secret_id)
+        page.fill("#skey", live_server.secret_key)
         assert page.input_value("#sid") == live_server.secret_id
         return page, problems
 
@@ -99,13 +102,24 @@ def analyze_file(page: Page, path: Path, *, mode: str = "0", rotate: bool = Fals
     return wait_result(page)
 
 
+def wait_for(page: Page, expression: str, seconds: float = 30.0) -> None:
+    """Poll ``expression`` until it is truthy. (Playwright's ``wait_for_function`` evaluates its
+    predicate with ``eval`` inside the page, which the page's Content-Security-Policy forbids, and
+    the page is tested with its policy in force.)"""
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {seconds:g} s: {expression}")
+        page.wait_for_timeout(50)
+
+
 def mark_pending(page: Page) -> None:
     """Forget any earlier outcome, so that waiting for done/error waits for the next request."""
     page.evaluate("document.body.dataset.state = 'test-pending'")
 
 
 def wait_result(page: Page) -> dict[str, Any]:
-    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=15_000)
+    wait_for(page, "['done', 'error'].includes(document.body.dataset.state)", 15.0)
     return hooks(page)
 
 
@@ -351,7 +365,7 @@ def test_layout_view_shows_reference_figure(page_factory: Any, tmp_path: Path) -
     assert page.get_attribute("#tab-layout", "aria-selected") == "true"
     image = page.locator("#layout-img")
     image.scroll_into_view_if_needed()
-    page.wait_for_function("document.getElementById('layout-img').complete")
+    wait_for(page, "document.getElementById('layout-img').complete")
     assert page.evaluate("document.getElementById('layout-img').naturalWidth") > 0
     assert image.is_visible()
     assert page.text_content("#layout-total") == str(POINTS)
@@ -394,7 +408,7 @@ def test_analyze_face_draws_90_points_and_switches_back(page_factory: Any, tmp_p
 
     page.click("#tab-layout")
     page.locator("#shape90-img").scroll_into_view_if_needed()
-    page.wait_for_function("document.getElementById('shape90-img').complete")
+    wait_for(page, "document.getElementById('shape90-img').complete")
     assert page.evaluate("document.getElementById('shape90-img').naturalWidth") > 0
     assert page.text_content("#shape90-total") == "90"
     assert problems.errors == []
@@ -480,3 +494,26 @@ def test_image_url_without_cors(
     assert page.is_visible("#canvas")
     page.click("#download")
     assert "cannot be exported" in (page.text_content("#status") or "")
+
+
+@pytest.mark.browser
+def test_the_page_is_served_with_security_headers_and_ignores_a_key_in_a_link(
+    page_factory: Any, live_server: LiveServer
+) -> None:
+    import httpx
+
+    headers = httpx.get(f"{live_server.base_url}/", timeout=5).headers
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+    policy = headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    page, problems = page_factory()
+    page.goto(f"{live_server.base_url}/#sid=AKIDattacker&skey=attacker")
+    page.reload()
+    wait_for(page, "window.denseface && document.body.dataset.state === 'idle'")
+    assert page.input_value("#sid") == live_server.secret_id  # the key typed earlier in this tab
+    assert page.input_value("#skey") == live_server.secret_key
+    assert page.evaluate("location.hash") == "#sid=AKIDattacker&skey=attacker"  # left alone, unused
+    assert problems.errors == []

@@ -306,11 +306,17 @@ def test_page_request_verifies_server_side(browser, server, tmp_path: Path, host
     port, verified = server
     page = browser.new_page()
     try:
-        # The link printed by `make run` carries the key in the fragment; the page stores and removes it.
-        page.goto(f"http://{host}:{port}/#sid={SECRET_ID}&skey={SECRET_KEY}")
+        page.goto(f"http://{host}:{port}/")
         page.wait_for_function("window.denseface && document.body.dataset.state === 'idle'")
-        assert page.evaluate("location.hash") == ""
+        page.fill("#sid", SECRET_ID)  # typed (or pasted) by the user: kept in this tab's sessionStorage
+        page.fill("#skey", SECRET_KEY)
         assert page.evaluate("sessionStorage.getItem('denseface.secretId')") == SECRET_ID
+        # a crafted link does not replace the key the page holds
+        page.goto(f"http://{host}:{port}/#sid=AKIDattacker&skey=attacker")
+        page.reload()
+        page.wait_for_function("window.denseface && document.body.dataset.state === 'idle'")
+        assert page.input_value("#sid") == SECRET_ID
+        assert page.input_value("#skey") == SECRET_KEY
         before = len(verified)
         page.set_input_files("#file", str(_png(tmp_path)))  # analysis starts on its own
         page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=10_000)

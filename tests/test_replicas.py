@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from denseface.rpc.credentials import Credential, write_keys_file
+from denseface.server.metrics import key_label
 from tests import serving
 from tests.conftest import LiveServer, shared
 from tests.redis_server import RedisServer
@@ -99,7 +100,7 @@ def test_quota_30_of_40_racing_calls_across_replicas_and_usage_after_restarts(re
     assert codes.count("OK") == 30, codes
     assert codes.count("ResourceUnavailable.LowBalance") == 10, codes
     for server in replicas.servers:  # each replica's own counters in /metrics
-        assert f'secret_id="{QUOTA_ID}"' in serving.metrics(server)
+        assert f'key="{key_label(QUOTA_ID)}"' in serving.metrics(server)
 
     replicas.stop()
     replicas.start()

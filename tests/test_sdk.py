@@ -38,7 +38,7 @@ from tencentcloud.iai.v20200303 import iai_client as iai_client_2020
 from tencentcloud.iai.v20200303 import models as models_2020
 
 from denseface.rpc.signing import sign_tc3_request
-from tests.conftest import OTHER_ID, OTHER_KEY, REGION_COUNTS, LiveServer, shared
+from tests.conftest import METRICS_AUTH, OTHER_ID, OTHER_KEY, REGION_COUNTS, LiveServer, shared
 
 SHAPE_FIELDS = {"X", "Y", "Width", "Height", *REGION_COUNTS}
 RESPONSE_FIELDS = {"ImageWidth", "ImageHeight", "DenseFaceShapeSet", "FaceModelVersion", "RequestId"}
@@ -730,7 +730,7 @@ def test_raw_messages_localized(http: httpx.Client, live_server: LiveServer) -> 
 def _request_counts(http: httpx.Client) -> dict[str, float]:
     """``denseface_requests_total`` by code, from ``/metrics``."""
     counts: dict[str, float] = {}
-    for line in http.get("/metrics").text.splitlines():
+    for line in http.get("/metrics", headers=METRICS_AUTH).text.splitlines():
         if line.startswith("denseface_requests_total{"):
             labels, value = line.rsplit(" ", 1)
             code = labels.split('code="', 1)[1].split('"', 1)[0]

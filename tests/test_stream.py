@@ -23,7 +23,7 @@ from denseface.engine.layout import REGION_NAMES
 from denseface.engine.tracker import interocular
 from denseface.rpc.stream import stream_query, stream_url
 from denseface.video import read_frames
-from tests.conftest import OTHER_ID, OTHER_KEY, SECRET_ID, SECRET_KEY, LiveServer, shared
+from tests.conftest import METRICS_AUTH, OTHER_ID, OTHER_KEY, SECRET_ID, SECRET_KEY, LiveServer, shared
 
 Answer = dict[str, Any]
 QUOTA_ID = "AKIDdensefaceSTREAMQUOTA000000000000"
@@ -161,7 +161,7 @@ def _refusal(server: LiveServer, url: str) -> tuple[Answer, int | None, str]:
 def _stream_frames(server: LiveServer) -> float:
     import httpx
 
-    text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    text = httpx.get(f"{server.base_url}/metrics", headers=METRICS_AUTH, timeout=10).text
     return sum(
         float(line.split()[-1])
         for line in text.splitlines()
@@ -199,6 +199,18 @@ def test_refused_before_any_frame(live_server: LiveServer, how: str, code: str) 
     assert message["RequestId"]
     assert (close_code, reason) == (1008, code)
     assert _stream_frames(live_server) == before  # no frame was taken
+
+
+def test_a_replayed_stream_url_is_refused(live_server: LiveServer, clip: list[tuple[float, bytes]]) -> None:
+    """The same signed query twice (same Nonce and Timestamp): the second connection is a replay,
+    refused before any frame as the API refuses a replayed v1 call."""
+    host = live_server.endpoint
+    url = f"ws://{host}/v1/stream?{stream_query(SECRET_ID, SECRET_KEY, host=host)}"
+    with connect(url, max_size=2**24, open_timeout=30) as ws:
+        assert "DenseFaceShapeSet" in _lockstep(ws, clip[:1], timed=False)[0]
+    message, close_code, reason = _refusal(live_server, url)
+    assert message["Error"]["Code"] == "AuthFailure.SignatureExpire"
+    assert (close_code, reason) == (1008, "AuthFailure.SignatureExpire")
 
 
 def test_rate_limit_per_frame(live_server: LiveServer, clip: list[tuple[float, bytes]]) -> None:
@@ -304,7 +316,8 @@ def test_worker_crash_ends_only_its_streams(own_server: LiveServer, clip: list[t
     with _open(server) as first, _open(server) as second:
         _lockstep(first, clip[:3], timed=False)
         _lockstep(second, clip[:3], timed=False)
-        workers = httpx.get(f"{server.base_url}/healthz", timeout=10).json()["worker_processes"]
+        health = httpx.get(f"{server.base_url}/healthz", headers=METRICS_AUTH, timeout=10)
+        workers = health.json()["worker_processes"]
         os.kill(workers[0]["pid"], signal.SIGKILL)  # slot 0 holds the first stream (fewest, lowest)
         first.send(clip[3][1])
         ended = _recv(first)

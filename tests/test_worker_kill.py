@@ -22,7 +22,16 @@ import httpx
 import pytest
 
 from denseface.rpc.signing import sign_tc3_request
-from tests.conftest import SECRET_ID, SECRET_KEY, LiveServer, free_port, shared
+from tests.conftest import (
+    METRICS_AUTH,
+    METRICS_TOKEN,
+    SECRET_ID,
+    SECRET_KEY,
+    LiveServer,
+    free_port,
+    shared,
+    write_keys,
+)
 
 CLIENTS = 6  # concurrent connections, more than the 2 workers: there is always a queue
 
@@ -31,13 +40,14 @@ CLIENTS = 6  # concurrent connections, more than the 2 workers: there is always 
 def serve(model_dir: Path, work: Path, workers: int = 2) -> Iterator[LiveServer]:
     """``denseface serve`` with ``workers`` worker processes on a free port, ready (all workers up)."""
     creds = work / "credentials.toml"
-    creds.write_text(f'[[keys]]\nsecret_id = "{SECRET_ID}"\nsecret_key = "{SECRET_KEY}"\nqps = 100000\n')
+    write_keys(creds, f'[[keys]]\nsecret_id = "{SECRET_ID}"\nsecret_key = "{SECRET_KEY}"\nqps = 100000\n')
     port = free_port()
     env = {
         **os.environ,
         "DENSEFACE_MODEL_DIR": str(model_dir),
         "DENSEFACE_CONFIG_DIR": str(work / "config"),
         "DENSEFACE_WORKERS": str(workers),
+        "DENSEFACE_METRICS_TOKEN": METRICS_TOKEN,
     }
     log_path = work / "server.log"
     with log_path.open("wb") as log:
@@ -65,7 +75,7 @@ def health(server: LiveServer) -> dict[str, Any]:
     if server.process.poll() is not None:
         pytest.fail(f"denseface serve exited:\n{server.log()}")
     try:
-        body: dict[str, Any] = httpx.get(f"{server.base_url}/healthz", timeout=2).json()
+        body: dict[str, Any] = httpx.get(f"{server.base_url}/healthz", headers=METRICS_AUTH, timeout=2).json()
     except httpx.HTTPError:
         return {}
     return body
@@ -186,7 +196,7 @@ def test_a_killed_worker_fails_only_its_request_and_is_replaced(model_dir: Path,
         state = health(server)
         assert (state["status"], state["workers_alive"], state["worker_restarts"]) == ("ok", 2, 1)
         assert gone(victim)
-        metrics = httpx.get(f"{server.base_url}/metrics").text
+        metrics = httpx.get(f"{server.base_url}/metrics", headers=METRICS_AUTH).text
         assert "denseface_worker_restarts_total 1.0" in metrics
         assert (
             'denseface_requests_total{action="AnalyzeDenseLandmarks",code="FailedOperation.ServerError"} 1.0'

@@ -4,6 +4,13 @@ EXIF orientation is applied, so every coordinate denseface returns is in the ori
 Grayscale, palette, RGBA/LA (composited on white), CMYK, 16-bit and float images are converted.
 Format rules of the Tencent service (PNG/JPEG/BMP only, resolution limits) live in ``rpc``; the
 library accepts whatever Pillow decodes.
+
+Guards before any pixel is decoded: the pixel count (:data:`MAX_PIXELS`), and for a JPEG the number of
+scans. A progressive JPEG's decoder walks every block of the image once per scan, however small the scan,
+so a file of a few hundred KB that repeats one 12-byte scan 60 000 times keeps libjpeg busy for tens of
+seconds. Ordinary photos have 1 (baseline) to about 10–20 scans (libjpeg's and mozjpeg's progressive
+scripts): more than :data:`MAX_JPEG_SCANS`, or scans × pixels over :data:`MAX_SCAN_PIXELS` (the decode
+budget: about 0.1–0.2 s of libjpeg work on one core), is refused as a decode failure.
 """
 
 from __future__ import annotations
@@ -28,6 +35,11 @@ RGBArray = npt.NDArray[np.uint8]
 EXIF_ORIENTATION = 0x0112
 # Pillow's own bomb guard, made an error instead of a warning (≈ 8k × 8k).
 MAX_PIXELS = 64_000_000
+#: SOS markers (scans) a JPEG may have; ordinary photos have fewer than 20
+MAX_JPEG_SCANS = 64
+#: the decode budget: scans × pixels (a 10-scan progressive photo of up to 64 MP fits)
+MAX_SCAN_PIXELS = 1_200_000_000
+_SOS = b"\xff\xda"  # start of scan; entropy-coded data never holds it (0xFF there is 0xFF00 or RSTn)
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,8 @@ def decode_bytes(data: bytes) -> Decoded:
                     f"image of {img.width}x{img.height} pixels exceeds the {MAX_PIXELS} pixel limit"
                 )
             fmt = img.format
+            if fmt == "JPEG":
+                check_jpeg_scans(data, img.width * img.height)
             fast = _decode_jpeg_fast(data, img) if fmt == "JPEG" else None
             if fast is not None:
                 return Decoded(fast, fmt)
@@ -101,6 +115,23 @@ def decode_bytes(data: bytes) -> Decoded:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError(f"the image is corrupt or truncated: {exc}") from exc
     return Decoded(rgb, fmt)
+
+
+def check_jpeg_scans(data: bytes, pixels: int) -> int:
+    """The JPEG's number of scans; :class:`ImageDecodeError` if over :data:`MAX_JPEG_SCANS` or, with
+    ``pixels``, over the decode budget :data:`MAX_SCAN_PIXELS`. (An EXIF thumbnail's scans count too:
+    a thumbnail has 1 to 10.)"""
+    scans = data.count(_SOS)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageDecodeError(
+            f"the JPEG has {scans} scans (at most {MAX_JPEG_SCANS} are decoded; photos have fewer than 20)"
+        )
+    if scans * pixels > MAX_SCAN_PIXELS:
+        raise ImageDecodeError(
+            f"the JPEG's {scans} scans of {pixels} pixels exceed the decode budget "
+            f"({MAX_SCAN_PIXELS} scan-pixels); save it as a baseline JPEG"
+        )
+    return scans
 
 
 def _decode_jpeg_fast(data: bytes, header: Image.Image) -> RGBArray | None:

@@ -49,7 +49,9 @@ ENV_SECRET_KEY = "DENSEFACE_SECRET_KEY"  # noqa: S105
 LOCAL_CREDENTIALS_FILE = "credentials.toml"
 SECRET_ID_PREFIX = "AKID"  # noqa: S105 - a public prefix, not a secret
 _ALNUM = string.ascii_letters + string.digits
-_KEY_FIELDS = frozenset({"secret_id", "secret_key", "qps", "enabled", "quota", "state", "actions"})
+_KEY_FIELDS = frozenset(
+    {"secret_id", "secret_key", "qps", "enabled", "quota", "state", "actions", "concurrency"}
+)
 #: Account states and the code each answers (``active``: none).
 STATES = ("active", "in-arrears", "stopped", "recovered")
 STATE_CODES = {
@@ -69,7 +71,8 @@ class Credential:
     """One API key. ``qps`` is its sustained request rate (``None``: the server's default rate; 0:
     unlimited, the same meaning as ``DENSEFACE_QPS=0``);
     ``quota`` the successful calls it may make in all (``None``: no limit); ``state`` its account state
-    (:data:`STATES`); ``actions`` the actions it may call (``None``: all)."""
+    (:data:`STATES`); ``actions`` the actions it may call (``None``: all); ``concurrency`` the calls it
+    may have in progress at once on one server (``None``: the server's default)."""
 
     secret_id: str
     secret_key: str = field(repr=False)
@@ -78,12 +81,14 @@ class Credential:
     quota: int | None = None
     state: str = "active"
     actions: frozenset[str] | None = None
+    concurrency: int | None = None
 
     def __repr__(self) -> str:
         return (
             f"Credential(secret_id={self.secret_id!r}, secret_key='***', qps={self.qps!r}, "
             f"enabled={self.enabled!r}, quota={self.quota!r}, state={self.state!r}, "
-            f"actions={None if self.actions is None else sorted(self.actions)!r})"
+            f"actions={None if self.actions is None else sorted(self.actions)!r}, "
+            f"concurrency={self.concurrency!r})"
         )
 
 
@@ -164,6 +169,11 @@ def _credential_from_table(table: object, where: str) -> Credential:
         not isinstance(actions, list) or not all(isinstance(a, str) and a for a in actions)
     ):
         raise CredentialConfigError(f"{where} ({secret_id}): actions must be a list of action names")
+    concurrency: Any = table.get("concurrency")
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+    ):
+        raise CredentialConfigError(f"{where} ({secret_id}): concurrency must be an integer ≥ 1")
     return Credential(
         secret_id,
         secret_key,
@@ -172,6 +182,7 @@ def _credential_from_table(table: object, where: str) -> Credential:
         quota,
         str(state),
         None if actions is None else frozenset(actions),
+        concurrency,
     )
 
 
@@ -242,9 +253,24 @@ def ensure_local_credential(config_dir: Path) -> Credential:
     return credential
 
 
+def check_private(path: Path) -> None:
+    """Refuse a keys file that users other than its owner may read or write (as ssh refuses a private
+    key file): :class:`CredentialConfigError` with the command that fixes it."""
+    if os.name != "posix":
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise CredentialConfigError(f"cannot read credentials file {path}: {exc}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CredentialConfigError(
+            f"permissions {stat.S_IMODE(mode):04o} for {path} are too open: it holds secret keys, so it "
+            f"must not be accessible by other users; this file is ignored. Run: chmod 600 {path}"
+        )
+
+
 def _existing_local_credential(path: Path) -> Credential:
-    if os.name == "posix" and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        logger.warning("%s is readable by other users; run: chmod 600 %s", path, path)
+    check_private(path)
     for credential in _read_toml(path):
         if credential.enabled:
             return credential
@@ -272,6 +298,8 @@ def keys_toml(credentials: Iterable[Credential]) -> str:
             lines.append(f"state = {_toml_string(c.state)}")
         if c.actions is not None:
             lines.append(f"actions = [{', '.join(_toml_string(a) for a in sorted(c.actions))}]")
+        if c.concurrency is not None:
+            lines.append(f"concurrency = {c.concurrency}")
     return "\n".join(lines) + "\n"
 
 
@@ -297,8 +325,9 @@ class KeysFile:
     """The keys of a TOML file (optional) plus the environment key, re-read when the file changes.
 
     ``get`` stats the file at most once per :data:`RELOAD_INTERVAL` seconds and reloads it when its
-    inode, size or mtime changed; a file that no longer loads is logged and the previous keys stay in
-    force. Implements the protocol's ``CredentialLookup``.
+    inode, size, mtime or mode changed (the server also calls :meth:`refresh` on SIGHUP); a file that
+    no longer loads, or that other users may read (:func:`check_private`), is logged and the previous
+    keys stay in force; at start it is an error. Implements the protocol's ``CredentialLookup``.
     """
 
     def __init__(
@@ -318,17 +347,20 @@ class KeysFile:
         self._store = self._load()
         self._checked = clock()
 
-    def _stat(self) -> tuple[int, int, int] | None:
+    def _stat(self) -> tuple[int, int, int, int] | None:
         if self.path is None:
             return None
         try:
             info = self.path.stat()
         except OSError:
             return None
-        return (info.st_ino, info.st_size, info.st_mtime_ns)
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode)
 
     def _load(self) -> CredentialStore:
-        found = _read_toml(self.path) if self.path is not None else []
+        found: list[Credential] = []
+        if self.path is not None:
+            check_private(self.path)
+            found = _read_toml(self.path)
         return CredentialStore([*found, *self._env])
 
     def refresh(self) -> None:
@@ -371,6 +403,7 @@ __all__ = [
     "CredentialConfigError",
     "CredentialStore",
     "KeysFile",
+    "check_private",
     "ensure_local_credential",
     "generate_credential",
     "keys_toml",

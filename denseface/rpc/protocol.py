@@ -7,7 +7,11 @@ Request forms (Tencent Cloud API 3.0): TC3-HMAC-SHA256 over POST JSON or GET que
 missing header (``AuthFailure.InvalidAuthorization``).
 
 Checks run in this order, first failure wins. Authentication comes before action/version/parameter
-checks, so an unauthenticated caller learns nothing about what the server supports:
+checks, so an unauthenticated caller learns nothing about what the server supports. They run in two
+stages, so a server refuses most bad requests before it reads a byte of their body: :func:`preflight`
+(steps 1–7 from the request line and headers: ``Content-Length`` stands in for the body's size; a v1 POST
+form, whose fields are in its body, only gets steps 1–2 there) and :func:`complete` (the rest, over the
+body; the server streams the body into its SHA-256 as it reads it). :func:`parse_request` runs both.
 
 =====  ===========================================================  =================================
  step  check                                                        code
@@ -26,7 +30,10 @@ checks, so an unauthenticated caller learns nothing about what the server suppor
        the Node.js/Java SDKs sign with: ``127`` at 127.0.0.1:8000)
        v1: SignatureMethod HmacSHA1/HmacSHA256                      InvalidParameterValue
  7     SecretId known and enabled                                   AuthFailure.SecretIdNotFound
- 8     signature matches (constant-time)                            AuthFailure.SignatureFailure
+ 8     signature matches (constant-time; a v1 Signature's trailing  AuthFailure.SignatureFailure
+       whitespace is ignored: Ruby's SDK ends it with "\\n")
+ 8b    (not here: v1 Nonce + Timestamp not seen before in the       AuthFailure.SignatureExpire
+       window, :mod:`denseface.rpc.replay`, in the state store)
  9     (not here: per-key rate, quota and state, checked by the     RequestLimitExceeded /
        server after step 14, :mod:`denseface.rpc.accounts.gate`)   ResourceUnavailable.*
  10    action present and an iai action                             MissingParameter / InvalidAction
@@ -49,15 +56,12 @@ unchecked (there are no temporary credentials here). Region is not validated bey
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl
 
 from denseface.rpc import signing
-from denseface.rpc.catalog import IMPLEMENTED_ACTIONS, REGION_REQUIRED_VERSIONS, VERSIONS, is_iai_action
+from denseface.rpc.catalog import REGION_REQUIRED_VERSIONS, VERSIONS
 from denseface.rpc.envelope import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
@@ -69,16 +73,23 @@ from denseface.rpc.envelope import (
     normalize_language,
     success_envelope,
 )
+from denseface.rpc.fields import (
+    ACTIONS,
+    MAX_FIELDS,
+    check_language,
+    check_target,
+    decode_pairs,
+    integer,
+    json_object,
+)
 
 if TYPE_CHECKING:
     from denseface.rpc.credentials import Credential
 
-ACTIONS = frozenset(IMPLEMENTED_ACTIONS)
 MAX_CLOCK_SKEW = 300
 MAX_QUERY_BYTES = 32 * 1024
 MAX_V1_BODY_BYTES = 1024 * 1024
 MAX_TC3_BODY_BYTES = 10 * 1024 * 1024
-MAX_FIELDS = 256
 V1_REQUIRED = ("Action", "Timestamp", "Nonce", "SecretId", "Signature", "Version")
 #: v1 common parameters (documented ones plus the SDK's RequestClient and Language); never API params.
 COMMON_PARAMS = frozenset({*V1_REQUIRED, "Region", "SignatureMethod", "Token", "Language", "RequestClient"})
@@ -100,9 +111,8 @@ PROTOCOL_ERROR_CODES = frozenset(
         "UnsupportedOperation.UnknowMethod",
     }
 )
-_INTEGER = re.compile(r"[0-9]{1,19}")
 _FORM = "application/x-www-form-urlencoded"
-_JSON = "application/json"
+_V1_SIGNATURE_PADDING = " \t\r\n"  # Ruby's SDK signs with Base64.encode64, which ends in "\n"
 
 
 class CredentialLookup(Protocol):
@@ -128,14 +138,35 @@ class ApiCall:
     request_client: str | None = None
     #: True when ``params`` are decoded strings (GET or v1): pass it to ``parse_analyze_params``.
     from_query: bool = False
+    #: the v1 ``Nonce`` (``None`` for TC3, which has none): with ``timestamp``, what a replay repeats
+    nonce: int | None = None
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What :func:`preflight` found from the request line and headers, for :func:`complete`.
+
+    ``credential`` is the key the request names (``None`` for a v1 POST form: its SecretId is in the
+    body). ``body_limit``: the most body bytes to read (0 for GET: its body is ignored)."""
+
+    method: str
+    query: str
+    headers: Mapping[str, str] = field(repr=False)
+    content_type: str
+    form: str  # "tc3" or "v1"
+    body_limit: int
+    language: str
+    credential: Credential | None = None
+    auth: signing.Tc3Authorization | None = None
+    fields: dict[str, str] | None = field(default=None, repr=False)  # a v1 GET's decoded query
+    path: str = "/"  # what a v1 signature signs after the Host: "/" for the API, the stream's own path
+
+    @property
+    def needs_body(self) -> bool:
+        return self.method == "POST"
 
 
 # ------------------------------------------------------------------------------------------------ parser
-@dataclass
-class _State:
-    language: str = DEFAULT_LANGUAGE
-
-
 def parse_request(
     method: str,
     query: str,
@@ -151,71 +182,114 @@ def parse_request(
     ``scope["query_string"].decode("latin-1")``; it is the TC3 canonical query string). ``headers`` is any
     mapping, names matched case-insensitively; ``Host`` is used verbatim. ``now`` is the Unix time.
     """
-    state = _State()
+    pre = preflight(method, query, headers, content_length=len(body), now=now, credentials=credentials)
+    return complete(pre, body, now=now, credentials=credentials)
+
+
+def preflight(
+    method: str,
+    query: str,
+    headers: Mapping[str, str],
+    *,
+    content_length: int | None,
+    now: float,
+    credentials: CredentialLookup,
+) -> Preflight:
+    """Steps 1–7 without the body: the request line, the headers, the declared ``content_length``
+    (``None``: chunked, checked while the body is read), the key's existence and the timestamp window.
+    A v1 GET is checked here as far as its signature; a v1 POST form only for method and size."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    language = DEFAULT_LANGUAGE
     try:
-        lowered = {name.lower(): value for name, value in headers.items()}
         if method not in ("GET", "POST"):
             raise ApiError("UnsupportedProtocol", detail=method)
         content_type = lowered.get("content-type", "").split(";", 1)[0].strip().lower()
         if "authorization" in lowered or not (method == "GET" or content_type == _FORM):
-            return _parse_tc3(method, query, lowered, body, content_type, now, credentials, state)
-        return _parse_v1(method, query, lowered, body, now, credentials, state)
+            language = normalize_language(lowered.get("x-tc-language")) or DEFAULT_LANGUAGE
+            _check_sizes(method, query, content_length, MAX_TC3_BODY_BYTES)
+            auth, credential = _tc3_headers(lowered, now, credentials)
+            return Preflight(
+                method, query, lowered, content_type, "tc3", _limit(method, MAX_TC3_BODY_BYTES), language,
+                credential, auth,
+            )  # fmt: skip
+        _check_sizes(method, query, content_length, MAX_V1_BODY_BYTES)
+        pre = Preflight(
+            method, query, lowered, content_type, "v1", _limit(method, MAX_V1_BODY_BYTES), language
+        )
+        if method == "POST":
+            return pre
+        fields = decode_pairs(query)
+        language = normalize_language(fields.get("Language")) or DEFAULT_LANGUAGE
+        credential = _v1_key(fields, now, credentials)
+        return Preflight(method, query, lowered, content_type, "v1", 0, language, credential, fields=fields)
     except ApiError as error:
-        if error.language is None:
-            error.language = state.language
+        error.language = error.language or language
         raise
 
 
-def _check_sizes(method: str, query: str, body: bytes, body_limit: int) -> None:
-    if len(query) > MAX_QUERY_BYTES or (method == "POST" and len(body) > body_limit):
+def complete(
+    pre: Preflight,
+    body: bytes,
+    *,
+    now: float,
+    credentials: CredentialLookup,
+    body_sha256: str | None = None,
+) -> ApiCall:
+    """Steps 8–14 over the body (read within ``pre.body_limit``; ``body_sha256``: its hash, if the
+    reader computed it while reading). Raises :class:`ApiError` in the request's language."""
+    language = pre.language
+    try:
+        if pre.needs_body and len(body) > pre.body_limit:
+            raise ApiError("RequestSizeLimitExceeded")
+        if pre.form == "tc3":
+            return _complete_tc3(pre, body, body_sha256)
+        fields = pre.fields
+        credential = pre.credential
+        if fields is None or credential is None:  # a v1 POST form: its fields are the body
+            fields = decode_pairs(body)
+            language = normalize_language(fields.get("Language")) or DEFAULT_LANGUAGE
+            credential = _v1_key(fields, now, credentials)
+        return _complete_v1(pre, fields, credential)
+    except ApiError as error:
+        error.language = error.language or language
+        raise
+
+
+def parse_v1_query(query: str, host: str, path: str, *, now: float, credentials: CredentialLookup) -> ApiCall:
+    """A v1-signed GET to ``path`` other than ``/`` (the stream, ``/v1/stream``): steps 1–14, the
+    signature over ``GET + Host + path + "?" + …``. The replay check (step 8b) is the caller's, as for
+    :func:`parse_request`. Raises :class:`ApiError` as :func:`parse_request` does."""
+    pre = preflight("GET", query, {"host": host}, content_length=0, now=now, credentials=credentials)
+    return complete(replace(pre, path=path), b"", now=now, credentials=credentials)
+
+
+def _limit(method: str, limit: int) -> int:
+    return limit if method == "POST" else 0
+
+
+def _check_sizes(method: str, query: str, content_length: int | None, body_limit: int) -> None:
+    too_long = method == "POST" and content_length is not None and content_length > body_limit
+    if len(query) > MAX_QUERY_BYTES or too_long:
         raise ApiError("RequestSizeLimitExceeded")
 
 
-def _integer(value: str, name: str) -> int:
-    if not _INTEGER.fullmatch(value):
-        raise ApiError("InvalidParameter", detail=name)
-    return int(value)
-
-
-def _check_skew(timestamp: int, now: float) -> None:
+def check_skew(timestamp: int, now: float) -> None:
+    """Past and future alike: more than :data:`MAX_CLOCK_SKEW` seconds away is expired."""
     if abs(now - timestamp) > MAX_CLOCK_SKEW:
         raise ApiError("AuthFailure.SignatureExpire")
 
 
-def _decode_pairs(data: str | bytes) -> dict[str, str]:
-    """Decode a query string or form body into a dict; repeated names and bad encodings are errors."""
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiError("InvalidParameter", detail="query string or form body") from exc
-    result: dict[str, str] = {}
-    for name, value in pairs:
-        if name in result:
-            raise ApiError("InvalidParameter", detail=name)
-        result[name] = value
-    return result
-
-
-def _lookup(credentials: CredentialLookup, secret_id: str) -> Credential:
+def lookup(credentials: CredentialLookup, secret_id: str) -> Credential:
+    """The enabled key with this SecretId, else ``AuthFailure.SecretIdNotFound``."""
     credential = credentials.get(secret_id)
     if credential is None or not credential.enabled:
         raise ApiError("AuthFailure.SecretIdNotFound")
     return credential
 
 
-def _parse_tc3(
-    method: str,
-    query: str,
-    headers: dict[str, str],
-    body: bytes,
-    content_type: str,
-    now: float,
-    credentials: CredentialLookup,
-    state: _State,
-) -> ApiCall:
-    state.language = normalize_language(headers.get("x-tc-language")) or DEFAULT_LANGUAGE
-    _check_sizes(method, query, body, MAX_TC3_BODY_BYTES)
+def _tc3_headers(
+    headers: Mapping[str, str], now: float, credentials: CredentialLookup
+) -> tuple[signing.Tc3Authorization, Credential]:
     raw_auth = headers.get("authorization")
     if raw_auth is None:
         raise ApiError("AuthFailure.InvalidAuthorization", detail="Authorization")
@@ -229,22 +303,33 @@ def _parse_tc3(
     raw_timestamp = headers.get("x-tc-timestamp", "").strip()
     if not raw_timestamp:
         raise ApiError("MissingParameter", detail="X-TC-Timestamp")
-    timestamp = _integer(raw_timestamp, "X-TC-Timestamp")
-    _check_skew(timestamp, now)
+    timestamp = integer(raw_timestamp, "X-TC-Timestamp")
+    check_skew(timestamp, now)
     if auth.date != signing.utc_date(timestamp) or not signing.service_accepted(
         auth.service, headers.get("host", "")
     ):
         raise ApiError("AuthFailure.SignatureFailure")
-    credential = _lookup(credentials, auth.secret_id)
+    return auth, lookup(credentials, auth.secret_id)
 
+
+def _complete_tc3(pre: Preflight, body: bytes, body_sha256: str | None) -> ApiCall:
+    headers, auth, credential = pre.headers, pre.auth, pre.credential
+    if auth is None or credential is None:
+        raise ValueError("a TC3 preflight always names its key")
+    raw_timestamp = headers.get("x-tc-timestamp", "").strip()
     unsigned = headers.get("x-tc-content-sha256", "").strip().upper() == signing.UNSIGNED_PAYLOAD
-    payload = None if unsigned else (b"" if method == "GET" else body)
-    canonical_query = query if method == "GET" else ""
+    canonical_query = pre.query if pre.method == "GET" else ""
+    if unsigned:
+        payload_hash = signing.sha256_hex(signing.UNSIGNED_PAYLOAD.encode("ascii"))
+    elif pre.method == "GET":
+        payload_hash = signing.sha256_hex(b"")
+    else:
+        payload_hash = body_sha256 or signing.sha256_hex(body)
     key = signing.tc3_signing_key(credential.secret_key, auth.date, auth.service)
     scope = signing.credential_scope(auth.date, auth.service)
     matched = False
     for canonical in signing.tc3_canonical_variants(
-        method, canonical_query, headers, auth.signed_headers, payload
+        pre.method, canonical_query, headers, auth.signed_headers, None, payload_hash=payload_hash
     ):
         expected = signing.tc3_signature(key, signing.tc3_string_to_sign(raw_timestamp, scope, canonical))
         matched |= signing.signatures_equal(expected, auth.signature)
@@ -252,128 +337,68 @@ def _parse_tc3(
         raise ApiError("AuthFailure.SignatureFailure")
 
     action, version, region = (headers.get(f"x-tc-{name}") for name in ("action", "version", "region"))
-    _check_target(action, version, region, "X-TC-")
-    state.language = _check_language(headers.get("x-tc-language"), "X-TC-Language")
-    if method == "GET":
+    check_target(action, version, region, "X-TC-")
+    language = check_language(headers.get("x-tc-language"), "X-TC-Language")
+    if pre.method == "GET":
         params: dict[str, Any] = {
-            name: value for name, value in _decode_pairs(query).items() if name not in COMMON_PARAMS
+            name: value for name, value in decode_pairs(pre.query).items() if name not in COMMON_PARAMS
         }
     else:
-        params = _json_object(body, content_type)
+        try:
+            params = json_object(body, pre.content_type)
+        except ApiError as error:
+            error.language = language
+            raise
     return ApiCall(
         action=str(action),
         version=str(version),
         region=region or None,
-        language=state.language,
+        language=language,
         token=headers.get("x-tc-token") or None,
         secret_id=credential.secret_id,
         sign_method=signing.TC3_ALGORITHM,
         params=params,
-        timestamp=timestamp,
+        timestamp=integer(raw_timestamp, "X-TC-Timestamp"),
         request_client=headers.get("x-tc-requestclient"),
-        from_query=method == "GET",
+        from_query=pre.method == "GET",
     )
 
 
-def _parse_v1(
-    method: str,
-    query: str,
-    headers: dict[str, str],
-    body: bytes,
-    now: float,
-    credentials: CredentialLookup,
-    state: _State,
-    path: str = "/",
-) -> ApiCall:
-    _check_sizes(method, query, body, MAX_V1_BODY_BYTES)
-    fields = _decode_pairs(query if method == "GET" else body)
-    state.language = normalize_language(fields.get("Language")) or DEFAULT_LANGUAGE
+def _v1_key(fields: Mapping[str, str], now: float, credentials: CredentialLookup) -> Credential:
     for name in V1_REQUIRED:
         if not fields.get(name):
             raise ApiError("MissingParameter", detail=name)
-    timestamp = _integer(fields["Timestamp"], "Timestamp")
-    _integer(fields["Nonce"], "Nonce")
-    _check_skew(timestamp, now)
-    sign_method = fields.get("SignatureMethod") or "HmacSHA1"
-    if sign_method not in signing.V1_METHODS:
+    timestamp = integer(fields["Timestamp"], "Timestamp")
+    integer(fields["Nonce"], "Nonce")
+    check_skew(timestamp, now)
+    if (fields.get("SignatureMethod") or "HmacSHA1") not in signing.V1_METHODS:
         raise ApiError("InvalidParameterValue", detail="SignatureMethod")
-    credential = _lookup(credentials, fields["SecretId"])
-    sign_string = signing.v1_sign_string(method, headers.get("host", ""), fields, path)
+    return lookup(credentials, fields["SecretId"])
+
+
+def _complete_v1(pre: Preflight, fields: dict[str, str], credential: Credential) -> ApiCall:
+    sign_method = fields.get("SignatureMethod") or "HmacSHA1"
+    sign_string = signing.v1_sign_string(pre.method, pre.headers.get("host", ""), fields, pre.path)
     expected = signing.v1_signature(credential.secret_key, sign_string, sign_method)
-    if not signing.signatures_equal(expected, fields["Signature"]):
+    if not signing.signatures_equal(expected, fields["Signature"].rstrip(_V1_SIGNATURE_PADDING)):
         raise ApiError("AuthFailure.SignatureFailure")
 
-    _check_target(fields["Action"], fields["Version"], fields.get("Region"), "")
-    state.language = _check_language(fields.get("Language"), "Language")
+    check_target(fields["Action"], fields["Version"], fields.get("Region"), "")
+    language = check_language(fields.get("Language"), "Language")
     return ApiCall(
         action=fields["Action"],
         version=fields["Version"],
         region=fields.get("Region") or None,
-        language=state.language,
+        language=language,
         token=fields.get("Token") or None,
         secret_id=credential.secret_id,
         sign_method=sign_method,
         params={name: value for name, value in fields.items() if name not in COMMON_PARAMS},
-        timestamp=timestamp,
+        timestamp=int(fields["Timestamp"]),
         request_client=fields.get("RequestClient"),
         from_query=True,
+        nonce=int(fields["Nonce"]),
     )
-
-
-def parse_v1_query(query: str, host: str, path: str, *, now: float, credentials: CredentialLookup) -> ApiCall:
-    """A v1-signed GET to ``path`` other than ``/`` (the stream, ``/v1/stream``): steps 2–13 of the table,
-    the signature over ``GET + Host + path + "?" + …``; raises :class:`ApiError` as :func:`parse_request`."""
-    state = _State()
-    try:
-        return _parse_v1("GET", query, {"host": host}, b"", now, credentials, state, path)
-    except ApiError as error:
-        if error.language is None:
-            error.language = state.language
-        raise
-
-
-def _check_target(action: str | None, version: str | None, region: str | None, prefix: str) -> None:
-    if not action:
-        raise ApiError("MissingParameter", detail=prefix + "Action")
-    if action not in ACTIONS and not is_iai_action(action):
-        raise ApiError("InvalidAction", detail=action)
-    if not version:
-        raise ApiError("MissingParameter", detail=prefix + "Version")
-    if version not in VERSIONS:
-        raise ApiError("NoSuchVersion", detail=version)
-    if action not in ACTIONS:
-        if not is_iai_action(action, version):
-            raise ApiError("InvalidAction", detail=action)
-        raise ApiError("UnsupportedOperation.UnknowMethod", detail=action)
-    if version in REGION_REQUIRED_VERSIONS and not (region and region.strip()):
-        raise ApiError("MissingParameter", detail=prefix + "Region")
-
-
-def _check_language(value: str | None, name: str) -> str:
-    if value is None or not value.strip():
-        return DEFAULT_LANGUAGE
-    language = normalize_language(value)
-    if language is None:
-        raise ApiError("InvalidParameterValue", detail=name)
-    return language
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _json_object(body: bytes, content_type: str) -> dict[str, Any]:
-    if content_type != _JSON:
-        raise ApiError("InvalidParameter", detail="Content-Type")
-    if not body.strip():
-        return {}
-    try:
-        value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ApiError("InvalidParameter", detail="request body") from exc
-    if not isinstance(value, dict):
-        raise ApiError("InvalidParameter", detail="request body")
-    return value
 
 
 __all__ = [
@@ -382,18 +407,24 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
     "MAX_CLOCK_SKEW",
+    "MAX_FIELDS",
     "PROTOCOL_ERROR_CODES",
     "REGION_REQUIRED_VERSIONS",
     "VERSIONS",
     "ApiCall",
     "ApiError",
     "CredentialLookup",
+    "Preflight",
+    "check_skew",
+    "complete",
     "envelope_for_error",
     "error_envelope",
+    "lookup",
     "message_for",
     "new_request_id",
     "normalize_language",
     "parse_request",
     "parse_v1_query",
+    "preflight",
     "success_envelope",
 ]

@@ -175,14 +175,18 @@ def tc3_canonical_variants(
     headers: Mapping[str, str],
     signed_headers: Sequence[str],
     payload: bytes | None,
+    *,
+    payload_hash: str | None = None,
 ) -> list[str]:
     """Every canonical request an official client may have signed for this request, sorted, unique.
 
     Header values lowercased (the signature v3 document) or verbatim (the Python SDK), and ``host``
     as received or without its port (the Node.js SDK signs its URL's hostname). ``headers`` must have
-    lowercase keys; raises ``KeyError`` if a signed header is absent.
+    lowercase keys; raises ``KeyError`` if a signed header is absent. ``payload_hash``, if given, is the
+    body's hash (computed while it was read) instead of hashing ``payload``.
     """
-    payload_hash = sha256_hex(UNSIGNED_PAYLOAD.encode("ascii") if payload is None else payload)
+    if payload_hash is None:
+        payload_hash = sha256_hex(UNSIGNED_PAYLOAD.encode("ascii") if payload is None else payload)
     views = [headers]
     if "host" in signed_headers and host_without_port(headers["host"]) != headers["host"].strip():
         views.append({**headers, "host": host_without_port(headers["host"])})

@@ -21,13 +21,13 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from denseface.rpc import signing
 from denseface.rpc.actions.common import WRONG_TYPE
 from denseface.rpc.envelope import ApiError
-from denseface.rpc.protocol import CredentialLookup, parse_v1_query
+from denseface.rpc.protocol import ApiCall, CredentialLookup, parse_v1_query
 
 STREAM_PATH = "/v1/stream"
 STREAM_ACTION = "AnalyzeDenseLandmarks"
@@ -45,6 +45,8 @@ class StreamCall:
     language: str
     mode: int
     timestamp: int
+    #: the authenticated v1 call itself: its Nonce and Timestamp for the replay check
+    call: ApiCall | None = field(default=None, repr=False, compare=False)
 
 
 def verify_stream_query(
@@ -70,7 +72,7 @@ def verify_stream_query(
         error.language = call.language
         raise
     return StreamCall(
-        call.secret_id, call.action, call.version, call.region, call.language, int(mode), call.timestamp
+        call.secret_id, call.action, call.version, call.region, call.language, int(mode), call.timestamp, call
     )
 
 

@@ -6,11 +6,10 @@ import logging
 import math
 import sys
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
-from starlette.applications import Starlette
 
 from denseface.engine import models
 from denseface.rpc.accounts import AccountStore, StoreUnavailable, open_store
@@ -25,6 +24,8 @@ from denseface.rpc.credentials import (
 from denseface.rpc.fetch import UrlFetcher, parse_networks
 from denseface.rpc.service import ActionService, ServiceOptions
 from denseface.server.app import ApiApp, create_app
+from denseface.server.edge import ConnectionLimits, raise_fd_limit, return_large_buffers, uvicorn_options
+from denseface.server.guards import ClientGuard, KeySlots
 from denseface.server.settings import Settings
 from denseface.server.stream import MAX_MESSAGE_BYTES
 from denseface.server.worker_process import WorkerConfig
@@ -45,7 +46,7 @@ def load_credentials(settings: Settings) -> tuple[KeysFile, Credential | None]:
 
 def build_app(
     settings: Settings, accounts: AccountStore | None = None
-) -> tuple[Starlette, KeysFile | CredentialStore, Credential | None]:
+) -> tuple[Any, KeysFile | CredentialStore, Credential | None]:
     """The app for ``settings``; ``accounts``: a store instead of the one the settings name."""
     models.locate(settings.model_dir)  # fail fast, with the command to run, before binding the port
     store, local = load_credentials(settings)
@@ -69,20 +70,38 @@ def build_app(
         default_qps=settings.default_qps,
         deadline=settings.deadline,
         accounts=accounts or open_store(settings.redis_url, settings.config_dir, hold=settings.deadline + 60),
+        guard=ClientGuard(
+            rate=settings.client_rate,
+            burst=settings.client_burst,
+            budget=settings.preauth_bytes,
+            per_client=settings.preauth_bytes_per_client,
+            wait=settings.body_timeout,
+        ),
+        key_slots=KeySlots(settings.key_concurrency),
     )
-    return create_app(state), store, local
+    app = create_app(state, metrics_token=settings.metrics_token, allowed_hosts=settings.allowed_hosts)
+    return app, store, local
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_connections=settings.max_connections,
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+    )
 
 
 def stuck_after(deadline: float) -> float:
-    """How long a worker may run one job before it is killed and replaced: twice the request deadline,
-    at least 30 s (its request has long timed out by then; a slow job is not killed for a short one)."""
-    return max(2 * deadline, 30.0)
+    """How long a worker may run one job before it is killed and replaced: the request deadline (a job
+    that has run that long can no longer be answered in time; its request has timed out)."""
+    return deadline
 
 
-def page_link(host: str, port: int, credential: Credential) -> str:
-    """The page URL with the key in the fragment (a fragment is never sent to the server)."""
+def page_url(host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - display only
-    return f"http://{shown}:{port}/#sid={quote(credential.secret_id)}&skey={quote(credential.secret_key)}"
+    return f"http://{shown}:{port}/"
 
 
 def serve(
@@ -119,16 +138,20 @@ def serve(
     log.info("accepting keys: %s", ids)
     log.info("usage store: %s", "Redis (DENSEFACE_REDIS_URL)" if settings.redis_url else "SQLite")
     if local is not None:
-        # The generated local key, shown once on the operator's terminal; never logged, and never
-        # written where stdout is not a terminal (a container's stdout is its log).
-        credentials_file = settings.config_dir / "credentials.toml"
-        link = page_link(settings.host, settings.port, local) if sys.stdout.isatty() else None
+        # The SecretId and the file that holds the SecretKey: never the SecretKey itself (this lands
+        # in terminals' scrollback, container logs and CI output).
+        credentials_file = settings.config_dir / LOCAL_CREDENTIALS_FILE
         sys.stdout.write(
-            f"\n  denseface is starting on http://{settings.host}:{settings.port}\n"
-            f"  local API key: SecretId {local.secret_id} (SecretKey in {credentials_file})\n"
-            + (f"  open the page: {link}\n\n" if link else "\n")
+            f"\n  denseface is starting on {page_url(settings.host, settings.port)}\n"
+            f"  local API key: SecretId {local.secret_id}\n"
+            f"  its SecretKey is in {credentials_file} (mode 0600): paste both into the page\n\n"
         )
         sys.stdout.flush()
+    limits = connection_limits(settings)
+    return_large_buffers()
+    opened = raise_fd_limit(limits.max_connections + 256 + 16 * settings.workers)
+    if opened < limits.max_connections + 64:
+        log.warning("open-file limit %d is below max_connections %d", opened, limits.max_connections)
     uvicorn.run(
         app,
         host=settings.host,
@@ -139,6 +162,7 @@ def serve(
         proxy_headers=False,
         ws="websockets-sansio",  # /v1/stream; reads one message at a time (paused until the app takes it)
         ws_max_size=MAX_MESSAGE_BYTES,
+        **uvicorn_options(limits),
         # SIGTERM/Ctrl-C: stop accepting, let the calls in flight finish (each within the deadline)
         timeout_graceful_shutdown=drain_seconds(settings.deadline),
     )

@@ -13,6 +13,18 @@
 | URL connect timeout / total (s) | ``DENSEFACE_URL_CONNECT_TIMEOUT``, ``DENSEFACE_URL_DEADLINE`` | 3, 8 |
 | config dir (local key, the embedded usage store) | ``DENSEFACE_CONFIG_DIR`` | the user config dir |
 | shared store for every replica (``redis://…``) | ``DENSEFACE_REDIS_URL`` | none: SQLite in the config dir |
+| calls one key may have in progress (a key's own wins) | ``DENSEFACE_KEY_CONCURRENCY`` | 32 |
+| open connections (the idlest is closed for a new one) | ``DENSEFACE_MAX_CONNECTIONS`` | 2048 |
+| request line + headers (bytes) | ``DENSEFACE_MAX_HEADER_BYTES`` | 65536 |
+| deadline to receive headers (s) | ``DENSEFACE_HEADER_TIMEOUT`` | 10 |
+| deadline to receive a body (s) | ``DENSEFACE_BODY_TIMEOUT`` | 30 |
+| idle keep-alive connection closed after (s) | ``DENSEFACE_KEEPALIVE_TIMEOUT`` | 5 |
+| refusals before a signature, per client address (/s; 0: none) | ``DENSEFACE_CLIENT_RATE`` | 20 |
+| … and their burst | ``DENSEFACE_CLIENT_BURST`` | 200 |
+| bodies read before their signature (bytes) | ``DENSEFACE_PREAUTH_BYTES`` | 64 MiB |
+| … of which one client address | ``DENSEFACE_PREAUTH_BYTES_PER_CLIENT`` | 16 MiB |
+| bearer token: ``/metrics``, detailed ``/healthz`` | ``DENSEFACE_METRICS_TOKEN`` | none: off |
+| Host names accepted (comma-separated) | ``DENSEFACE_ALLOWED_HOSTS`` | none: any |
 """
 
 from __future__ import annotations
@@ -45,6 +57,18 @@ class Settings(BaseModel):
     url_deadline: float = Field(8.0, gt=0)  # below `deadline`, so a slow download is a download error
     config_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_config_dir("denseface")))
     redis_url: str | None = None
+    key_concurrency: int = Field(32, ge=1)
+    max_connections: int = Field(2048, ge=1)
+    max_header_bytes: int = Field(64 * 1024, ge=4096)
+    header_timeout: float = Field(10.0, gt=0)
+    body_timeout: float = Field(30.0, gt=0)
+    keepalive_timeout: float = Field(5.0, gt=0)
+    client_rate: float = Field(20.0, ge=0)
+    client_burst: float = Field(200.0, ge=1)
+    preauth_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    preauth_bytes_per_client: int = Field(16 * 1024 * 1024, ge=1024 * 1024)
+    metrics_token: str | None = Field(None, repr=False, min_length=16)
+    allowed_hosts: tuple[str, ...] = ()
 
     @field_validator("redis_url")
     @classmethod
@@ -53,7 +77,7 @@ class Settings(BaseModel):
             raise ValueError("redis_url must start with redis://, rediss:// or unix://")
         return value or None
 
-    @field_validator("url_allow", mode="before")
+    @field_validator("url_allow", "allowed_hosts", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

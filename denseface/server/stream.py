@@ -45,8 +45,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from denseface.errors import DensefaceError
 from denseface.rpc.accounts import Ticket
 from denseface.rpc.envelope import ApiError, envelope_for_error, new_request_id, normalize_language
+from denseface.rpc.replay import check_replay
 from denseface.rpc.stream import STREAM_ACTION, StreamCall, verify_stream_query
-from denseface.server.workers import ProcessPool, Stream, StreamEnded
+from denseface.server.metrics import key_label
+from denseface.server.pool_records import Stream, StreamEnded
+from denseface.server.workers import ProcessPool
 
 if TYPE_CHECKING:
     from denseface.rpc.credentials import Credential
@@ -91,10 +94,16 @@ class StreamEndpoint:
         except ApiError as error:
             await _refuse(websocket, error, request_id, error.language or language)
             return
-        stream = pool.open_stream()
+        stream = pool.open_stream(credential.secret_id)
         self.open += 1
         self.streams.inc()
-        log.info("%s stream %d opened (%s, Mode %d)", request_id, stream.id, call.secret_id, call.mode)
+        log.info(
+            "%s stream %d opened (key %s, Mode %d)",
+            request_id,
+            stream.id,
+            key_label(call.secret_id),
+            call.mode,
+        )
         try:
             await websocket.accept()
             await _Session(self, websocket, call, credential, pool, stream).run()
@@ -115,6 +124,8 @@ class StreamEndpoint:
         credential = state.credentials.get(call.secret_id)
         if credential is None:  # the keys file changed since the signature was checked
             raise ApiError("AuthFailure.SecretIdNotFound", language=call.language)
+        if call.call is not None:  # the same signed query twice is a replay, as for the API
+            await check_replay(state.gate.store, call.call, now=time.time())
         try:
             await state.gate.check(credential, call.action)
             pool = state.pool

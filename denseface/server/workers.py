@@ -6,22 +6,29 @@ the server's event loop — no threads — and talks to each worker over a socke
 (:mod:`denseface.server.wire`): the image travels as raw bytes, the answer comes back as the response
 fields' JSON, which the server splices into the envelope.
 
-Jobs wait in the server, in arrival order, and go to a worker only when it is idle, so:
+Jobs wait in the server, taken in turn across keys (:class:`~denseface.server.fair_queue.FairQueue`:
+in arrival order within a key), and go to a worker only when it is idle, so:
 
+* **a key's flood delays another key's job by at most one job per worker**, and while other keys are
+  active a key holds at most all workers but one per other active key
+  (:class:`~denseface.server.fair_queue.Shares`), so another key's job usually finds a worker free;
 * **a queued job whose request timed out never starts** (it is dropped from the queue);
-* **a job whose request times out while a worker runs it** finishes; its answer is dropped and the worker
-  takes the next job. A worker still busy ``stuck_after`` seconds after it got a job (in the server:
-  2 × the request deadline, at least 30 s) is killed and replaced;
+* **no job holds a worker longer than ``stuck_after`` seconds** (in the server: the request deadline):
+  past that, its worker is killed and a new one takes the slot, so the deadline frees the worker, not
+  only the client. A job whose request timed out while it ran (it had waited in the queue) may finish
+  within that limit, its answer dropped: killing it would cost a worker start (seconds of model
+  loading) for a job that is about to end;
 * **a worker that dies** (SIGKILL, a segfault, the kernel's OOM killer) fails only the job it held, with
   ``FailedOperation.ServerError`` (:class:`~denseface.errors.InferenceError`), and ends the live streams
   pinned to it (:class:`StreamEnded`: their trackers died with it); a new process replaces it at once (a
   worker that keeps failing to start is retried with a growing pause, up to 30 s).
 
 **Streams** (``/v1/stream``): :meth:`ProcessPool.open_stream` pins a connection to the live worker with
-the fewest streams; its frames (:meth:`ProcessPool.run_frame`) wait in the same queue as the API's jobs
-but go to that worker only, which keeps the stream's tracker until :meth:`ProcessPool.close_stream`
-sends the end message. Each stream has at most one frame queued or running (the server drops stale
-frames), so a worker serves its streams and the API's jobs in arrival order: round robin, none starved.
+the fewest streams; its frames (:meth:`ProcessPool.run_frame`) wait in that worker's own queue, in
+arrival order, and go first when it is idle; that worker keeps the stream's tracker until
+:meth:`ProcessPool.close_stream` sends the end message. Each stream has at most two frames in flight
+(the server drops stale ones), and the API's jobs go to the idle worker with the fewest streams, so
+neither starves the other; a frame counts in its key's share like any job.
 
 Workers are started with ``spawn`` (safe with the event loop and uvloop), all at start-up, each loading
 the models once. :meth:`ProcessPool.close` stops them; a worker also exits by itself when the server
@@ -36,7 +43,6 @@ import logging
 import multiprocessing
 import socket
 import time
-from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -44,91 +50,26 @@ from denseface.errors import DensefaceError, InferenceError
 from denseface.processes import describe_exit
 from denseface.rpc.service import AnalyzeJob
 from denseface.rpc.stream_frames import FrameJob
-from denseface.server.wire import WireError, job_frames, read_message, rebuild_error
+from denseface.server.fair_queue import FairQueue, Shares
+from denseface.server.pool_records import (
+    BUSY,
+    IDLE,
+    STARTING,
+    STOPPED,
+    PoolStats,
+    QueuedJob,
+    Stream,
+    StreamEnded,
+    WorkerExit,
+    WorkerInfo,
+    WorkerSlot,
+)
+from denseface.server.wire import WireError, read_message, rebuild_error
 from denseface.server.worker_process import WorkerConfig, worker_main
 
 log = logging.getLogger(__name__)
 
-STARTING, IDLE, BUSY, STOPPED = "starting", "idle", "busy", "stopped"
 MAX_RESTART_PAUSE = 30.0
-
-
-class WorkerExit(Exception):
-    """How a worker process ended (the ``__cause__`` of the ``ServerError`` its request answers)."""
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    slot: int
-    pid: int | None
-    state: str  # starting, idle, busy, stopped
-    jobs: int  # jobs this slot's processes finished
-    restarts: int  # processes this slot started after the first
-
-
-@dataclass(frozen=True)
-class PoolStats:
-    size: int
-    alive: int  # workers started and ready (idle or busy)
-    busy: int
-    queued: int  # jobs waiting for a worker
-    restarts: int
-    jobs: int
-    handoff_seconds: float  # total time of the finished jobs outside the worker's own work
-    workers: list[WorkerInfo] = field(default_factory=list)
-
-
-class StreamEnded(InferenceError):
-    """The worker process that held a stream's tracker stopped: the stream cannot go on."""
-
-
-class Stream:
-    """A live stream pinned to the worker process that holds its tracker (:meth:`ProcessPool.open_stream`)."""
-
-    def __init__(self, ident: int, slot: _Slot) -> None:
-        self.id = ident
-        self.slot = slot
-        self.generation = slot.generation  # the process it is pinned to
-        #: why the stream can go on no more (its worker stopped), or None
-        self.ended: str | None = None
-
-
-class _Ticket:
-    __slots__ = ("dispatched", "frames", "future", "request_id", "stream")
-
-    def __init__(
-        self,
-        job: AnalyzeJob | FrameJob,
-        request_id: str,
-        future: asyncio.Future[bytes],
-        stream: Stream | None = None,
-    ) -> None:
-        self.frames = job_frames(job)
-        self.request_id = request_id
-        self.future = future
-        self.dispatched = 0.0
-        self.stream = stream
-
-
-class _Slot:
-    """One worker position: the process now in it, its socket, what it is doing."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.process: BaseProcess | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.pid: int | None = None
-        self.state = STOPPED
-        self.ticket: _Ticket | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.ready: asyncio.Future[None] | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.kill_reason: str | None = None
-        self.jobs = 0
-        self.restarts = 0
-        self.failed_starts = 0
-        self.generation = 0  # counts the processes started in this slot
-        self.streams: set[Stream] = set()
 
 
 class ProcessPool:
@@ -149,12 +90,15 @@ class ProcessPool:
         self._stuck_after = stuck_after
         self._start_timeout = start_timeout
         self._context = multiprocessing.get_context("spawn")
-        self._slots = [_Slot(i) for i in range(size)]
-        self._pending: collections.deque[_Ticket] = collections.deque()
+        self._slots = [WorkerSlot(i) for i in range(size)]
+        self._pending: FairQueue[QueuedJob] = FairQueue()
+        self._shares = Shares()
+        self._wake: asyncio.TimerHandle | None = None  # a dispatch when a key's share may grow
         self._spawn_lock = asyncio.Lock()
         self._closing = False
         self._started = False  # start() done: from now on a stopped worker is replaced
         self._restarts = 0
+        self._abandoned: dict[str, float] = {}  # request id → seconds its job had run when it gave up
         self._jobs = 0
         self._handoff = 0.0
         self._stream_ids = 0
@@ -173,35 +117,44 @@ class ProcessPool:
         self._started = True
         log.info("%d worker process(es) ready: pids %s", self.size, [s.pid for s in self._slots])
 
-    async def run(self, job: AnalyzeJob, request_id: str = "-") -> bytes:
-        """The response fields' JSON for ``job``, from the next idle worker. Cancelled while queued (the
-        request's deadline passed), the job never reaches a worker."""
-        return await self._submit(job, request_id)
+    async def run(self, job: AnalyzeJob, request_id: str = "-", key: str = "-") -> bytes:
+        """The response fields' JSON for ``job``, from the next idle worker, in ``key``'s turn. Cancelled
+        while queued (the request's deadline passed), the job never reaches a worker; cancelled while a
+        worker runs it, it runs on (its answer dropped) until it ends or reaches ``stuck_after``."""
+        return await self._submit(job, request_id, key)
 
     async def _submit(
-        self, job: AnalyzeJob | FrameJob, request_id: str, stream: Stream | None = None
+        self, job: AnalyzeJob | FrameJob, request_id: str, key: str, stream: Stream | None = None
     ) -> bytes:
         if self._closing:
             raise InferenceError("the server is shutting down; retry the request")
-        ticket = _Ticket(job, request_id, asyncio.get_running_loop().create_future(), stream)
-        self._pending.append(ticket)
+        ticket = QueuedJob(job, request_id, key, asyncio.get_running_loop().create_future(), stream)
+        self._shares.seen(key)
+        if stream is None:
+            self._pending.append(key, ticket)
+        else:
+            stream.slot.frames.append(ticket)
         self._dispatch()
         try:
             return await ticket.future
         except asyncio.CancelledError:
-            if ticket in self._pending:
-                self._pending.remove(ticket)
+            queued = ticket in stream.slot.frames if stream is not None else self._pending.remove(key, ticket)
+            if stream is not None and queued:
+                stream.slot.frames.remove(ticket)
+            if not queued:
+                self._abandon(ticket)
             raise
 
-    def open_stream(self) -> Stream:
-        """A new stream, pinned to the live worker that holds the fewest streams (then the lowest slot).
-        Its frames run there, in arrival order among that worker's jobs, through one tracker."""
+    def open_stream(self, key: str = "-") -> Stream:
+        """A new stream under ``key``, pinned to the live worker that holds the fewest streams (then the
+        lowest slot). Its frames run there, in arrival order among that worker's frames, through one
+        tracker."""
         if self._closing:
             raise InferenceError("the server is shutting down; retry")
         alive = [s for s in self._slots if s.state in (IDLE, BUSY)] or self._slots
         slot = min(alive, key=lambda s: (len(s.streams), s.index))
         self._stream_ids += 1
-        stream = Stream(self._stream_ids, slot)
+        stream = Stream(self._stream_ids, slot, key)
         slot.streams.add(stream)
         return stream
 
@@ -212,7 +165,8 @@ class ProcessPool:
         that worker stopped (now or since the stream began)."""
         if stream.ended is not None:
             raise StreamEnded(stream.ended)
-        return await self._submit(FrameJob(stream.id, image, time=time_s, mode=mode), request_id, stream)
+        job = FrameJob(stream.id, image, time=time_s, mode=mode)
+        return await self._submit(job, request_id, stream.key, stream)
 
     def close_stream(self, stream: Stream) -> None:
         """The stream is over: its worker frees its tracker (an end message, queued behind its frames)."""
@@ -221,8 +175,14 @@ class ProcessPool:
             stream.ended = "the stream is closed"
             future = asyncio.get_running_loop().create_future()
             future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
-            self._pending.append(_Ticket(FrameJob(stream.id, b"", end=True), "-", future, stream))
+            end = FrameJob(stream.id, b"", end=True)
+            stream.slot.frames.append(QueuedJob(end, "-", stream.key, future, stream))
             self._dispatch()
+
+    def took_worker(self, request_id: str) -> float | None:
+        """How long ``request_id``'s job had run on a worker when its request gave up (``None``: it was
+        still queued, and never ran). Answers once per request."""
+        return self._abandoned.pop(request_id, None)
 
     def stats(self) -> PoolStats:
         workers = [WorkerInfo(s.index, s.pid, s.state, s.jobs, s.restarts) for s in self._slots]
@@ -230,7 +190,7 @@ class ProcessPool:
             size=self.size,
             alive=sum(w.state in (IDLE, BUSY) for w in workers),
             busy=sum(w.state == BUSY for w in workers),
-            queued=len(self._pending),
+            queued=len(self._pending) + sum(len(s.frames) for s in self._slots),
             restarts=self._restarts,
             jobs=self._jobs,
             handoff_seconds=self._handoff,
@@ -240,8 +200,11 @@ class ProcessPool:
     async def close(self, timeout: float = 5.0) -> None:
         """Stop every worker (SIGTERM, then SIGKILL after ``timeout``); queued jobs fail."""
         self._closing = True
-        while self._pending:
-            ticket = self._pending.popleft()
+        queued = [self._pending.popleft() for _ in range(len(self._pending))]
+        for slot in self._slots:
+            queued += slot.frames
+            slot.frames.clear()
+        for ticket in queued:
             if not ticket.future.done():
                 ticket.future.set_exception(InferenceError("the server is shutting down; retry the request"))
         async with self._spawn_lock:  # no process is being started past this point
@@ -262,7 +225,7 @@ class ProcessPool:
                 await asyncio.wait(late, timeout=timeout)
 
     # ------------------------------------------------------------------------------------------ workers
-    async def _spawn(self, slot: _Slot) -> None:
+    async def _spawn(self, slot: WorkerSlot) -> None:
         loop = asyncio.get_running_loop()
         async with self._spawn_lock:
             if self._closing:
@@ -289,7 +252,11 @@ class ProcessPool:
             slot.task = asyncio.create_task(self._serve(slot, process, reader, slot.ready))
 
     async def _serve(
-        self, slot: _Slot, process: BaseProcess, reader: asyncio.StreamReader, ready: asyncio.Future[None]
+        self,
+        slot: WorkerSlot,
+        process: BaseProcess,
+        reader: asyncio.StreamReader,
+        ready: asyncio.Future[None],
     ) -> None:
         """Read everything the worker in ``slot`` sends, until it exits; then replace it."""
         failure: BaseException | None = None
@@ -322,7 +289,7 @@ class ProcessPool:
 
     async def _exited(
         self,
-        slot: _Slot,
+        slot: WorkerSlot,
         process: BaseProcess,
         ready: asyncio.Future[None],
         failure: BaseException | None,
@@ -379,7 +346,7 @@ class ProcessPool:
                 await self._pause(slot)
 
     @staticmethod
-    async def _pause(slot: _Slot) -> None:
+    async def _pause(slot: WorkerSlot) -> None:
         """Before another start attempt of a worker that failed to start: 1 s, 2 s, 4 s … up to 30 s."""
         slot.failed_starts += 1
         pause = min(MAX_RESTART_PAUSE, 0.5 * 2**slot.failed_starts)
@@ -388,29 +355,44 @@ class ProcessPool:
 
     # ---------------------------------------------------------------------------------------------- jobs
     def _dispatch(self) -> None:
-        """Give queued jobs to idle workers, oldest first; a stream's frame waits for its own worker."""
-        idle = [s for s in self._slots if s.state == IDLE and s.ticket is None and s.writer is not None]
-        skipped: list[_Ticket] = []
-        while self._pending and idle:
-            ticket = self._pending.popleft()
+        """Give queued jobs to idle workers. A stream's frame waits for its own worker and goes first
+        there (a stream holds at most two frames in flight); the API's jobs go to the idle worker with
+        the fewest streams, the key with the fewest jobs running first, then oldest, each key within its
+        share of the workers."""
+        while True:
+            idle = [s for s in self._slots if s.state == IDLE and s.ticket is None and s.writer is not None]
+            if not idle:
+                return
+            frame = next(((slot, t) for slot in idle if (t := self._next_frame(slot)) is not None), None)
+            if frame is not None:
+                self._send(*frame)
+                continue
+            if not self._pending:
+                return
+            running = collections.Counter(s.ticket.key for s in self._slots if s.ticket is not None)
+            caps = self._shares.caps(self.size, self._pending.keys(), running)
+            ticket = self._pending.take(running, caps)
+            if ticket is None:  # a worker kept for another active key: look again when that may change
+                self._wake_later()
+                return
             if ticket.future.done():  # its request timed out: never starts
                 continue
+            self._send(min(idle, key=lambda s: (len(s.streams), s.index)), ticket)
+
+    def _next_frame(self, slot: WorkerSlot) -> QueuedJob | None:
+        """The oldest live frame waiting for ``slot``'s worker (frames of a replaced worker fail)."""
+        while slot.frames:
+            ticket = slot.frames.popleft()
             stream = ticket.stream
-            if stream is None:
-                slot = min(idle, key=lambda s: len(s.streams))  # leave stream workers to their streams
-            elif stream.generation != stream.slot.generation:  # its worker was replaced meanwhile
+            if ticket.future.done():
+                continue
+            if stream is not None and stream.generation != slot.generation:  # its worker was replaced
                 ticket.future.set_exception(StreamEnded(stream.ended or "the stream's worker stopped"))
                 continue
-            elif stream.slot in idle:
-                slot = stream.slot
-            else:
-                skipped.append(ticket)
-                continue
-            idle.remove(slot)
-            self._send(slot, ticket)
-        self._pending.extendleft(reversed(skipped))
+            return ticket
+        return None
 
-    def _send(self, slot: _Slot, ticket: _Ticket) -> None:
+    def _send(self, slot: WorkerSlot, ticket: QueuedJob) -> None:
         if slot.writer is None:  # pragma: no cover - idle slots have a writer
             raise WireError("no socket to an idle worker")
         (prefix, body), ticket.frames = ticket.frames, (b"", b"")  # the ticket no longer holds the image
@@ -419,19 +401,33 @@ class ProcessPool:
         slot.writer.write(body)  # the transport keeps what the socket does not take at once
         slot.timer = asyncio.get_running_loop().call_later(self._stuck_after, self._stuck, slot, ticket)
 
-    def _end_streams(self, slot: _Slot, how: str) -> None:
-        """The worker in ``slot`` stopped: every stream pinned to it ends, with the reason."""
+    def _end_streams(self, slot: WorkerSlot, how: str) -> None:
+        """The worker in ``slot`` stopped: every stream pinned to it ends, with the reason, and the frames
+        waiting for it fail."""
         for stream in slot.streams:
             stream.ended = f"the worker process holding this stream stopped ({how}); reconnect"
         slot.streams.clear()
-        for ticket in self._pending:
-            if ticket.stream is not None and ticket.stream.slot is slot and not ticket.future.done():
+        while slot.frames:
+            ticket = slot.frames.popleft()
+            if ticket.stream is not None and not ticket.future.done():
                 ticket.future.set_exception(StreamEnded(ticket.stream.ended or "the stream's worker stopped"))
 
-    def _finish(self, slot: _Slot, header: dict[str, Any], body: bytes) -> None:
+    def _wake_later(self) -> None:
+        delay = self._shares.next_change()
+        if delay is None or (self._wake is not None and not self._wake.cancelled()):
+            return
+
+        def wake() -> None:
+            self._wake = None
+            self._dispatch()
+
+        self._wake = asyncio.get_running_loop().call_later(delay + 0.01, wake)
+
+    def _finish(self, slot: WorkerSlot, header: dict[str, Any], body: bytes) -> None:
         ticket, slot.ticket = slot.ticket, None
         if ticket is None:
             raise WireError("a reply without a job")
+        self._shares.seen(ticket.key)
         if slot.timer is not None:
             slot.timer.cancel()
             slot.timer = None
@@ -448,7 +444,15 @@ class ProcessPool:
                 ticket.future.set_exception(rebuild_error(header))
         self._dispatch()
 
-    def _stuck(self, slot: _Slot, ticket: _Ticket) -> None:
+    def _abandon(self, ticket: QueuedJob) -> None:
+        """The request of a running job gave up: note how long the job had run (its worker is killed
+        only when the job reaches ``stuck_after``)."""
+        if any(slot.ticket is ticket for slot in self._slots):
+            self._abandoned[ticket.request_id] = time.perf_counter() - ticket.dispatched
+            while len(self._abandoned) > 1024:  # never asked for
+                del self._abandoned[next(iter(self._abandoned))]
+
+    def _stuck(self, slot: WorkerSlot, ticket: QueuedJob) -> None:
         if slot.ticket is ticket and slot.process is not None:
             slot.kill_reason = f"killed: still busy {self._stuck_after:g} s after it got its job"
             log.error(

@@ -129,12 +129,17 @@ class Gate:
         if used >= credential.quota:
             raise ApiError("ResourceUnavailable.LowBalance")
 
-    async def settle(self, ticket: Ticket, code: str) -> None:
-        """Count the call's outcome and release its hold. A successful call that cannot be counted
-        (store unavailable or malformed) raises the code to answer instead: it was not counted."""
+    async def settle(self, ticket: Ticket, code: str, *, charge: bool | None = None) -> None:
+        """Count the call's outcome and release its hold; ``charge``: add it to the used count (default:
+        only an ``OK``; the server also charges a call whose job held a worker past the deadline). A
+        successful call that cannot be counted (store unavailable or malformed) raises the code to
+        answer instead: it was not counted."""
         started = time.perf_counter()
+        charged = code == ADMITTED if charge is None else charge
         try:
-            await self.store.settle(ticket.secret_id, ticket.request_id, ticket.action, code, day=ticket.day)
+            await self.store.settle(
+                ticket.secret_id, ticket.request_id, ticket.action, code, day=ticket.day, charge=charged
+            )
         except (StoreUnavailable, StoreMalformed) as exc:
             log.error("request %s: outcome %s not counted: %s", ticket.request_id, code, exc)
             if code == ADMITTED:

@@ -10,6 +10,7 @@ a primary with replicas; not Redis Cluster)::
     df:holds:<SecretId>           sorted set: RequestId → expiry of the hold (Redis time)
     df:bucket:<SecretId>          hash: tokens, ts (expires when full again)
     df:usage:<SecretId>:<day>     hash: "<Action> <Code>" → calls
+    df:nonce:<SecretId>:<nonce>   a signed v1 request's Nonce:Timestamp, for as long as it may be replayed
 
 Every command has a reply timeout (0.5 s by default) and opening a connection one of 2 s (a name
 lookup and a TCP, maybe TLS, handshake: slower than a command on a busy host, as when a burst of calls
@@ -82,7 +83,7 @@ return 'OK'
 """
 
 _SETTLE = """
--- KEYS: used, holds, usage; ARGV: request id, "<Action> <Code>", 1 if OK
+-- KEYS: used, holds, usage; ARGV: request id, "<Action> <Code>", 1 if charged
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false then return 0 end
 if ARGV[3] == '1' then
   local used = redis.call('GET', KEYS[1])
@@ -153,9 +154,12 @@ class RedisStore:
         except StoreMalformed:
             return MALFORMED
 
-    async def settle(self, secret_id: str, request_id: str, action: str, code: str, *, day: str) -> bool:
+    async def settle(
+        self, secret_id: str, request_id: str, action: str, code: str, *, day: str, charge: bool | None = None
+    ) -> bool:
         keys = [f"{PREFIX}used:{secret_id}", f"{PREFIX}holds:{secret_id}", _usage_key(secret_id, day)]
-        args = [request_id, f"{action} {code}", "1" if code == "OK" else "0"]
+        charged = code == "OK" if charge is None else charge
+        args = [request_id, f"{action} {code}", "1" if charged else "0"]
         done = int(await self._run("settle", self._settle(keys=keys, args=args)))
         if done < 0:
             raise StoreMalformed(f"{PREFIX}used:{secret_id} is not an integer")
@@ -163,6 +167,11 @@ class RedisStore:
 
     async def record(self, secret_id: str, action: str, code: str, *, day: str) -> None:
         await self._run("HINCRBY", self._client.hincrby(_usage_key(secret_id, day), f"{action} {code}", 1))
+
+    async def remember_nonce(self, secret_id: str, nonce: str, ttl: float) -> bool:
+        key = f"{PREFIX}nonce:{secret_id}:{nonce}"
+        milliseconds = max(1000, int(ttl * 1000))
+        return bool(await self._run("SET", self._client.set(key, "1", nx=True, px=milliseconds)))
 
     async def used(self, secret_ids: list[str]) -> dict[str, int]:
         if not secret_ids:

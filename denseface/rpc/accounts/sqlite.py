@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS accounts (
 CREATE TABLE IF NOT EXISTS holds (
     request_id TEXT PRIMARY KEY, secret_id TEXT NOT NULL, expires REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS holds_by_key ON holds (secret_id, expires);
+CREATE TABLE IF NOT EXISTS nonces (
+    secret_id TEXT NOT NULL, nonce TEXT NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (secret_id, nonce)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces (expires);
 CREATE TABLE IF NOT EXISTS usage (
     secret_id TEXT NOT NULL, day TEXT NOT NULL, action TEXT NOT NULL, code TEXT NOT NULL,
     calls INTEGER NOT NULL, PRIMARY KEY (secret_id, day, action, code)) WITHOUT ROWID;
@@ -164,11 +168,13 @@ class SqliteStore:
             db.execute("INSERT INTO holds VALUES (?, ?, ?)", (a.request_id, a.secret_id, now + self._hold))
             return ADMITTED
 
-    async def settle(self, secret_id: str, request_id: str, action: str, code: str, *, day: str) -> bool:
+    async def settle(
+        self, secret_id: str, request_id: str, action: str, code: str, *, day: str, charge: bool | None = None
+    ) -> bool:
         with self._transaction() as db:
             if db.execute("DELETE FROM holds WHERE request_id = ?", (request_id,)).rowcount == 0:
                 return False
-            if code == ADMITTED:
+            if code == ADMITTED if charge is None else charge:
                 self._used(db, secret_id)  # raises StoreMalformed on a record it cannot add to
                 db.execute("UPDATE accounts SET used = used + 1 WHERE secret_id = ?", (secret_id,))
             db.execute(_COUNT, (secret_id, day, action, code))
@@ -177,6 +183,15 @@ class SqliteStore:
     async def record(self, secret_id: str, action: str, code: str, *, day: str) -> None:
         with self._transaction() as db:
             db.execute(_COUNT, (secret_id, day, action, code))
+
+    async def remember_nonce(self, secret_id: str, nonce: str, ttl: float) -> bool:
+        now = self._clock()
+        with self._transaction() as db:
+            db.execute("DELETE FROM nonces WHERE expires <= ?", (now,))
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO nonces VALUES (?, ?, ?)", (secret_id, nonce, now + max(ttl, 1.0))
+            )
+            return inserted.rowcount == 1
 
     def _read(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
         with self._lock:

@@ -5,7 +5,9 @@ store: the store's marker, the key's token bucket, its quota, a hold on one unit
 **settled** with its outcome (the hold is released; an ``OK`` adds one to the key's used count; the
 usage row for key × UTC day × action × outcome grows by one). A hold that is never settled (a server
 killed mid-call) expires after ``hold`` seconds, so quota is never lost for good. Settling is idempotent:
-a second settle of the same request (a retried command) counts nothing.
+a second settle of the same request (a retried command) counts nothing. The store also remembers each
+signed v1 request's Nonce and Timestamp for as long as its timestamp is within the window, so a replay
+is refused on every replica (:mod:`denseface.rpc.replay`).
 """
 
 from __future__ import annotations
@@ -69,13 +71,21 @@ class AccountStore(Protocol):
         for rate or quota is counted in the usage rows at once."""
         ...
 
-    async def settle(self, secret_id: str, request_id: str, action: str, code: str, *, day: str) -> bool:
-        """Release the request's hold and count its outcome; ``False`` if it held nothing (already
-        settled, or expired): then nothing is counted."""
+    async def settle(
+        self, secret_id: str, request_id: str, action: str, code: str, *, day: str, charge: bool | None = None
+    ) -> bool:
+        """Release the request's hold and count its outcome (``charge``: add one to the used count;
+        default: if ``code`` is ``OK``); ``False`` if it held nothing (already settled, or expired): then
+        nothing is counted."""
         ...
 
     async def record(self, secret_id: str, action: str, code: str, *, day: str) -> None:
         """Count a call refused before admission (account state, action not allowed)."""
+        ...
+
+    async def remember_nonce(self, secret_id: str, nonce: str, ttl: float) -> bool:
+        """Remember a signed request's ``nonce`` (v1: ``Nonce:Timestamp``) for ``ttl`` seconds; ``True``
+        the first time, ``False`` while it is remembered (a replay). Shared by every replica."""
         ...
 
     async def used(self, secret_ids: list[str]) -> dict[str, int]:

@@ -56,27 +56,9 @@ function storageSet(key, value) {
   try { sessionStorage.setItem(key, value); } catch { /* storage disabled: keep in the input only */ }
 }
 
-/** `#a=1&b=2` -> {a: "1", b: "2"}; percent-decoded, but "+" stays "+" (keys may contain it). */
-function parseFragment(hash) {
-  const out = {};
-  for (const part of hash.replace(/^#/, "").split("&")) {
-    const eq = part.indexOf("=");
-    if (eq <= 0) continue;
-    try {
-      out[decodeURIComponent(part.slice(0, eq))] = decodeURIComponent(part.slice(eq + 1));
-    } catch { /* malformed escape: ignore this pair */ }
-  }
-  return out;
-}
-
+// The key is typed (or pasted) into the page and kept in this tab's sessionStorage only. It is never
+// taken from the address: a crafted link (#sid=…&skey=…) must not replace the key the page holds.
 function loadCredentials() {
-  const fragment = parseFragment(location.hash);
-  if ("sid" in fragment || "skey" in fragment) {
-    storageSet(STORAGE.sid, fragment.sid || "");
-    storageSet(STORAGE.skey, fragment.skey || "");
-    // Drop the key from the address bar and from history.
-    history.replaceState(null, "", location.pathname + location.search);
-  }
   els.sid.value = storageGet(STORAGE.sid);
   els.skey.value = storageGet(STORAGE.skey);
   els.sid.addEventListener("input", () => storageSet(STORAGE.sid, els.sid.value.trim()));

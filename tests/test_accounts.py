@@ -207,6 +207,7 @@ def test_qps_zero_means_unlimited_for_a_key_as_for_the_server(tmp_path: Path) ->
 def test_a_key_with_qps_zero_is_read_from_the_file(tmp_path: Path) -> None:
     path = tmp_path / "keys.toml"
     path.write_text(f'[[keys]]\nsecret_id = "AKIDa"\nsecret_key = "{SECRET}"\nqps = 0\n')
+    path.chmod(0o600)  # a keys file others may read is refused
     assert KeysFile(path).get("AKIDa") == Credential("AKIDa", SECRET, qps=0.0)
 
 

@@ -9,13 +9,13 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import cv2
 import pytest
 
 from denseface.video import read_frames
 from tests.conftest import LiveServer, shared
+from tests.test_page_live import wait_for
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -69,8 +69,10 @@ def _open(browser: Browser, server: LiveServer, secret_key: str | None = None) -
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
-    key = quote(secret_key if secret_key is not None else server.secret_key)
-    page.goto(f"{server.base_url}/#sid={quote(server.secret_id)}&skey={key}")
+    page.goto(f"{server.base_url}/")  # the key is typed in: the page never takes one from a link
+    wait_for(page, "window.denseface && document.body.dataset.state === 'idle'")
+    page.fill("#sid", server.secret_id)
+    page.fill("#skey", secret_key if secret_key is not None else server.secret_key)
     page.click("#tab-camera")
     return page, problems
 
@@ -81,7 +83,7 @@ def test_camera_streams_and_draws_landmarks(
     page, problems = _open(camera_browser, live_server)
     try:
         page.click("#camera-start")
-        page.wait_for_function(f"window.denseface.camera.answered >= {ANSWERS}", timeout=120_000)
+        wait_for(page, f"window.denseface.camera.answered >= {ANSWERS}", 120.0)
         page.click("#camera-stop")
         camera = page.evaluate("window.denseface.camera")
         stats = page.inner_text("#camera-stats")
@@ -109,12 +111,12 @@ def test_camera_with_a_wrong_key_says_why(camera_browser: Browser, live_server: 
     page, problems = _open(camera_browser, live_server, secret_key="not the key")
     try:
         page.click("#camera-start")
-        page.wait_for_function(
-            "window.denseface.camera.error !== null && window.denseface.camera.error !== undefined"
+        wait_for(
+            page, "window.denseface.camera.error !== null && window.denseface.camera.error !== undefined"
         )
         error = page.evaluate("window.denseface.camera.error")
         shown = page.inner_text("#camera-error")
-        page.wait_for_function("window.denseface.camera.state === 'stopped'")
+        wait_for(page, "window.denseface.camera.state === 'stopped'")
         answered = page.evaluate("window.denseface.camera.answered")
     finally:
         page.context.close()

@@ -37,13 +37,7 @@ class FairQueue(Generic[T]):
         if not self._queues:
             raise IndexError("pop from an empty FairQueue")
         busy = running or {}
-        key = min(self._queues, key=lambda k: (busy.get(k, 0), self._queues[k][0][0]))
-        queue = self._queues[key]
-        _, item = queue.popleft()
-        if not queue:
-            del self._queues[key]
-        self._size -= 1
-        return item
+        return self._pop(min(self._queues, key=lambda k: (busy.get(k, 0), self._queues[k][0][0])))
 
     def take(self, running: Mapping[str, int], caps: Mapping[str, int]) -> T | None:
         """Like :meth:`popleft`, among the keys with fewer ``running`` jobs than their ``caps`` (a key
@@ -53,7 +47,10 @@ class FairQueue(Generic[T]):
         ]
         if not allowed:
             return None
-        key = min(allowed, key=lambda k: (running.get(k, 0), self._queues[k][0][0]))
+        return self._pop(min(allowed, key=lambda k: (running.get(k, 0), self._queues[k][0][0])))
+
+    def _pop(self, key: str) -> T:
+        """The oldest item of ``key``'s queue (dropping the queue once empty)."""
         queue = self._queues[key]
         _, item = queue.popleft()
         if not queue:

@@ -2,7 +2,7 @@
 // draw the 888 or 90 points per face. No framework, no build step.
 
 import { nearestPoint, render } from "./draw.js";
-import { explain } from "./errors.js";
+import { errorParagraphs } from "./errors.js";
 import { ACTIONS } from "./regions.js";
 import { setupCamera } from "./camera.js";
 import { buildLayoutTable, buildLegend, copyText, noteMissingPicture, setupTabs } from "./panels.js";
@@ -239,16 +239,7 @@ function fail(error, requestId) {
   hooks.error = { code, message };
   view.faces = [];
   hooks.faces = 0;
-  els.error.replaceChildren();
-  const head = document.createElement("p");
-  const codeEl = document.createElement("strong");
-  codeEl.className = "code";
-  codeEl.textContent = code;
-  head.append(codeEl, document.createTextNode(message ? ` ${message}` : ""));
-  const plain = document.createElement("p");
-  plain.className = "plain";
-  plain.textContent = explain(code);
-  els.error.append(head, plain);
+  els.error.replaceChildren(...errorParagraphs(code, message));
   if (requestId) {
     const rid = document.createElement("p");
     rid.className = "request-id";

@@ -6,7 +6,7 @@
 // the faces as `denseface video` does (docs/stream.md).
 
 import { render } from "./draw.js";
-import { explain } from "./errors.js";
+import { errorParagraphs } from "./errors.js";
 import { signStreamQuery } from "./tc3.js";
 
 const IN_FLIGHT = 2;
@@ -36,16 +36,7 @@ export function setupCamera({ els, credentials, action, hooks }) {
 
   function showError(code, message) {
     hooks.error = { code, message };
-    els.error.replaceChildren();
-    const head = document.createElement("p");
-    const strong = document.createElement("strong");
-    strong.className = "code";
-    strong.textContent = code;
-    head.append(strong, document.createTextNode(message ? ` ${message}` : ""));
-    const plain = document.createElement("p");
-    plain.className = "plain";
-    plain.textContent = explain(code);
-    els.error.append(head, plain);
+    els.error.replaceChildren(...errorParagraphs(code, message));
     els.error.hidden = false;
   }
 

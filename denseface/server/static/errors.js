@@ -68,3 +68,16 @@ export function explain(code) {
   }
   return "The request failed.";
 }
+
+/** The two paragraphs that show an error: its code (and message), then the plain-words explanation. */
+export function errorParagraphs(code, message) {
+  const head = document.createElement("p");
+  const strong = document.createElement("strong");
+  strong.className = "code";
+  strong.textContent = code;
+  head.append(strong, document.createTextNode(message ? ` ${message}` : ""));
+  const plain = document.createElement("p");
+  plain.className = "plain";
+  plain.textContent = explain(code);
+  return [head, plain];
+}

@@ -177,10 +177,6 @@ class FacePipeline:
             return None
         return self.build_face(result.points, det.score, result.presence, evidence)
 
-    def landmark(self, rgb: RGB, det: Detection) -> Face | None:
-        """A verified Face for one detection, or None when there is no face there."""
-        return self.accept(rgb, det, self.fit(rgb, det))
-
     def build_face(self, mesh: F32, score: float, presence: float, evidence: float | None = None) -> Face:
         """A Face from a (478, 3) mesh in image pixels: its 888 points, their box and the pose."""
         points = self.layout.build(mesh)
@@ -197,7 +193,8 @@ class FacePipeline:
         )
 
     def best_face(self, rgb: RGB, det: Detection) -> Face | None:
-        """:meth:`landmark` on a detection, trying its alternatives when the first crop fails."""
+        """The verified Face for a detection, trying its alternatives when the first crop fails
+        (:meth:`Search.best_face`)."""
         return Search(self, rgb).best_face(det)
 
 
@@ -366,7 +363,8 @@ class Search:
         return det
 
     def landmark(self, det: Detection) -> Face | None:
-        """:meth:`FacePipeline.landmark` (fit, then verify), once per crop."""
+        """:meth:`FacePipeline.fit` then :meth:`FacePipeline.accept` (verification), once per crop: a
+        verified Face for one detection, or None when there is no face there."""
         roi = roi_from_detection(det)
         if roi not in self._faces:
             self._faces[roi] = self.pipeline.accept(self.rgb, det, self.fit(det))
